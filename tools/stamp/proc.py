@@ -1,0 +1,95 @@
+"""The only place stamp starts processes: prints `+ cmd`, captures output, raises with everything on failure."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Completed:
+    args: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class ProcessError(Exception):
+    """A command exited non-zero (or could not start); carries the command, rc and output."""
+
+    def __init__(self, args: Sequence[str], returncode: int, stdout: str, stderr: str) -> None:
+        self.args_ = tuple(args)
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        tail = (stderr or stdout).strip().splitlines()[-15:]
+        super().__init__(
+            f"command failed (exit {returncode}): {shlex.join(args)}" + ("\n" + "\n".join(tail) if tail else "")
+        )
+
+
+def run(
+    args: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+    echo: bool = True,
+    timeout: float | None = None,
+    input_text: str | None = None,
+) -> Completed:
+    """Run a command to completion, capturing its output. `env` entries are added to the current environment."""
+    if echo:
+        print(f"+ {shlex.join(args)}", file=sys.stderr)
+    full_env = {**os.environ, **env} if env else None
+    try:
+        done = subprocess.run(
+            list(args),
+            cwd=cwd,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input_text,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise ProcessError(args, 127, "", f"{args[0]}: not found ({exc})") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise ProcessError(args, 124, "", f"timed out after {timeout}s") from exc
+    result = Completed(tuple(args), done.returncode, done.stdout, done.stderr)
+    if check and done.returncode != 0:
+        raise ProcessError(args, done.returncode, done.stdout, done.stderr)
+    return result
+
+
+def start(
+    args: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    log: Path | None = None,
+    new_session: bool = False,
+) -> subprocess.Popen[bytes]:
+    """Start a long-running process in the background, its output going to `log` (or discarded)."""
+    print(f"+ {shlex.join(args)} &", file=sys.stderr)
+    full_env = {**os.environ, **env} if env else None
+    out = log.open("ab") if log else subprocess.DEVNULL
+    try:
+        return subprocess.Popen(
+            list(args),
+            cwd=cwd,
+            env=full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=new_session,
+        )
+    finally:
+        if log:
+            out.close()  # type: ignore[union-attr]
