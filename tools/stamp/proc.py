@@ -93,3 +93,52 @@ def start(
     finally:
         if log:
             out.close()  # type: ignore[union-attr]
+
+
+def run_logged(
+    args: Sequence[str],
+    *,
+    log: Path,
+    prefix: str = "",
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+) -> Completed:
+    """Run a long command, streaming each output line to stderr (with `prefix`) and to `log` as it comes.
+
+    Used for Packer builds and test runs so the user sees progress and the log survives a failure.
+    """
+    print(f"+ {shlex.join(args)}", file=sys.stderr)
+    full_env = {**os.environ, **env} if env else None
+    lines: list[str] = []
+    log.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        proc = subprocess.Popen(
+            list(args),
+            cwd=cwd,
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+    except FileNotFoundError as exc:
+        raise ProcessError(args, 127, "", f"{args[0]}: not found ({exc})") from exc
+    assert proc.stdout is not None
+    with log.open("a", encoding="utf-8") as sink:
+        try:
+            for line in proc.stdout:
+                lines.append(line)
+                sink.write(line)
+                sink.flush()
+                print(f"{prefix}{line}", end="", file=sys.stderr)
+            proc.wait()
+        except BaseException:
+            # Ctrl-C or a kill of stamp must not leave Packer running unattended.
+            proc.terminate()
+            proc.wait()
+            raise
+    output = "".join(lines)
+    if check and proc.returncode != 0:
+        raise ProcessError(args, proc.returncode, output, "")
+    return Completed(tuple(args), proc.returncode, output, "")
