@@ -1,0 +1,119 @@
+"""The catalog file's shape as pydantic models: the single source for validation and the JSON Schema."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+AccountId = Annotated[
+    str,
+    Field(strict=True, description="AWS account ID: a quoted string of exactly 12 digits"),
+    StringConstraints(pattern=r"^[0-9]{12}$"),
+]
+OrganizationArn = Annotated[
+    str,
+    StringConstraints(pattern=r"^arn:aws:organizations::[0-9]{12}:organization/o-[a-z0-9]{10,32}$"),
+]
+OrganizationalUnitArn = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^arn:aws:organizations::[0-9]{12}:ou/o-[a-z0-9]{10,32}/ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}$"
+    ),
+]
+Region = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]$")]
+AmiId = Annotated[str, StringConstraints(pattern=r"^ami-[0-9a-f]{8,17}$")]
+ImageName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,62}$")]
+RepoPath = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+# Owners of vendor images: account IDs, or the aliases AWS accepts (amazon, aws-marketplace, self).
+Owner = Annotated[str, Field(strict=True), StringConstraints(pattern=r"^([0-9]{12}|amazon|aws-marketplace|self)$")]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceFilter(Model):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=128)] = Field(
+        description="AMI name pattern, as in DescribeImages' name filter (wildcards * and ?)"
+    )
+    owners: list[Owner] = Field(min_length=1, description="Account IDs (quoted) or amazon/aws-marketplace")
+
+
+class Source(Model):
+    filter: SourceFilter
+
+
+class Rebuild(Model):
+    max_age_days: int | None = Field(default=None, ge=1, le=3650)
+    on_new_source: bool = False
+
+
+class Retention(Model):
+    keep: int = Field(default=3, ge=1, le=100, description="Releases kept launchable")
+    grace_days: int = Field(default=14, ge=0, le=3650, description="Days deprecated before deregistration")
+
+
+class Share(Model):
+    accounts: list[AccountId] = []
+    organizations: list[OrganizationArn] = []
+    organizational_units: list[OrganizationalUnitArn] = []
+    copy_accounts: list[AccountId] = Field(
+        default=[],
+        description="Accounts that copy the image into their own account; only these get snapshot permissions",
+    )
+    public: bool = Field(default=False, description="Share with everyone; also needs defaults.allow_public")
+
+
+class Defaults(Model):
+    regions: list[Region] = Field(default=["us-east-1"], min_length=1)
+    instance_type: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+\.[a-z0-9]+$")] = "t3.micro"
+    ssh_username: Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")] = "admin"
+    volume_size_gb: int = Field(default=8, ge=1, le=16384)
+    retention: Retention = Retention()
+    rebuild: Rebuild = Rebuild()
+    allow_public: bool = Field(default=False, description="Catalog-wide permission for images with public: true")
+
+
+class ImageSpec(Model):
+    description: Annotated[str, StringConstraints(max_length=255)] = ""
+    source: Source | None = None
+    parent: ImageName | None = None
+    provision: list[RepoPath] = Field(default=[], description="Shell scripts run in order, as root")
+    files: RepoPath | None = Field(default=None, description="Folder uploaded to /tmp/stamp-files first")
+    tests: RepoPath | None = Field(default=None, description="Folder of testinfra tests run by stamp verify")
+    share: Share = Share()
+    # Per-image overrides of `defaults`.
+    regions: list[Region] | None = Field(default=None, min_length=1)
+    instance_type: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+\.[a-z0-9]+$")] | None = None
+    ssh_username: Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")] | None = None
+    volume_size_gb: int | None = Field(default=None, ge=1, le=16384)
+    retention: Retention | None = None
+    rebuild: Rebuild | None = None
+
+
+class ReleaseSource(Model):
+    image: ImageName | None = None
+    version: int | None = Field(default=None, ge=1)
+    amis: dict[Region, AmiId] | None = None
+
+
+class Release(Model):
+    version: int = Field(ge=1)
+    amis: dict[Region, AmiId] = Field(min_length=1)
+    built_at: Annotated[str, StringConstraints(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")]
+    commit: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{6,40}$")]
+    build_id: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,127}$")]
+    source: ReleaseSource
+    verified: Literal["passed"]
+    status: Literal["current", "previous", "deprecated", "revoked"]
+    reason: str | None = Field(default=None, description="Why a release was revoked")
+
+
+class CatalogFile(Model):
+    """The whole `catalog.yaml`."""
+
+    version: Literal[1]
+    defaults: Defaults = Defaults()
+    images: dict[ImageName, ImageSpec] = Field(min_length=1)
+    releases: dict[ImageName, list[Release]] = {}

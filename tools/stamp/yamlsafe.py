@@ -1,0 +1,229 @@
+"""A strict YAML reader: plain data only, no anchors, aliases, tags or duplicate keys, and positions on demand.
+
+PyYAML's C parser does the tokenising; this module builds the Python values from its event stream so it can
+refuse what a catalog must never contain (FACTS.md: duplicate keys silently keep the last value, aliases can
+expand to gigabytes) and so that `NO`, `on` or `0123` never turn into booleans or octal numbers by surprise.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from yaml import events as ev
+from yaml._yaml import CParser
+
+# Plain scalars are resolved by YAML 1.2's core schema rules, narrowed: `yes`/`no`/`on`/`off` stay strings.
+_SPECIAL: dict[str, Any] = {
+    "": None,
+    "~": None,
+    "null": None,
+    "Null": None,
+    "NULL": None,
+    "true": True,
+    "True": True,
+    "TRUE": True,
+    "false": False,
+    "False": False,
+    "FALSE": False,
+}
+_INT = re.compile(r"[-+]?[0-9]+\Z")
+_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z")
+_NUMBER_START = frozenset("0123456789+-.")
+
+PathKey = str | int
+Path = tuple[PathKey, ...]
+
+MAX_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class YamlProblem(Exception):
+    """Something in the YAML text that stamp refuses; `line`/`column` are 1-based."""
+
+    message: str
+    line: int
+    column: int
+    path: Path = ()
+
+
+def resolve_plain(value: str) -> Any:
+    """The Python value of an unquoted scalar."""
+    if value in _SPECIAL:
+        return _SPECIAL[value]
+    if value[0] in _NUMBER_START:
+        if _INT.match(value):
+            return int(value, 10)
+        if _FLOAT.match(value):
+            return float(value)
+    return value
+
+
+def _mark(event: Any) -> tuple[int, int]:
+    mark = event.start_mark
+    return (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
+
+
+def _events(text: str) -> Iterator[Any]:
+    # Events are typed loosely: PyYAML's stubs give the base class no attributes.
+    parser = CParser(text)
+    try:
+        while True:
+            event = parser.get_event()
+            if event is None:
+                return
+            yield event
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
+        raise YamlProblem(f"not valid YAML: {exc.problem}", line, col) from None
+    except yaml.YAMLError as exc:
+        raise YamlProblem(f"not valid YAML: {exc}", 0, 0) from None
+    finally:
+        parser.dispose()
+
+
+def _refuse_node_extras(event: Any, path: Path) -> None:
+    if event.anchor is not None:
+        raise YamlProblem(f"anchor '&{event.anchor}' is not allowed: write the value out in full", *_mark(event), path)
+    tag = getattr(event, "tag", None)
+    if tag is not None and tag != "!":
+        raise YamlProblem(f"YAML tag '{tag}' is not allowed: use plain values", *_mark(event), path)
+
+
+def load(text: str) -> Any:
+    """Parse one YAML document into dicts, lists, str, int, float, bool and None, refusing everything else."""
+    if len(text) > MAX_BYTES:
+        raise YamlProblem(f"file is {len(text)} characters; the limit is {MAX_BYTES}", 1, 1)
+    # Each frame is [container, pending key or None, path]; keys of a mapping arrive as scalars.
+    stack: list[list[Any]] = []
+    root: Any = None
+    documents = 0
+
+    def place(value: Any, event: Any) -> bool:
+        """Put a finished value into its parent; returns True when it was a mapping key."""
+        nonlocal root
+        if not stack:
+            root = value
+            return False
+        frame = stack[-1]
+        container = frame[0]
+        if type(container) is list:
+            container.append(value)
+            return False
+        if frame[1] is _NO_KEY:
+            if type(value) is not str:
+                raise YamlProblem("mapping keys must be plain strings", *_mark(event), frame[2])
+            if value in container:
+                raise YamlProblem(f"duplicate key '{value}'", *_mark(event), (*frame[2], value))
+            frame[1] = value
+            return True
+        container[frame[1]] = value
+        frame[1] = _NO_KEY
+        return False
+
+    for event in _events(text):
+        cls = type(event)
+        if cls is ev.ScalarEvent:
+            if event.anchor is not None or (event.tag is not None and event.tag != "!"):
+                _refuse_node_extras(event, _path_of(stack))
+            value = event.value
+            # The C parser reports a plain scalar with an empty style.
+            place(resolve_plain(value) if not event.style else value, event)
+        elif cls is ev.MappingStartEvent or cls is ev.SequenceStartEvent:
+            path = _path_of(stack)
+            _refuse_node_extras(event, path)
+            if stack and type(stack[-1][0]) is dict and stack[-1][1] is _NO_KEY:
+                raise YamlProblem("mapping keys must be plain strings", *_mark(event), path)
+            stack.append([{} if cls is ev.MappingStartEvent else [], _NO_KEY, path])
+        elif cls is ev.MappingEndEvent or cls is ev.SequenceEndEvent:
+            place(stack.pop()[0], event)
+        elif cls is ev.AliasEvent:
+            raise YamlProblem(
+                f"alias '*{event.anchor}' is not allowed: write the value out in full",
+                *_mark(event),
+                _path_of(stack),
+            )
+        elif cls is ev.DocumentStartEvent:
+            documents += 1
+            if documents > 1:
+                raise YamlProblem("only one YAML document is allowed", *_mark(event))
+    return root
+
+
+class _NoKey:
+    __slots__ = ()
+
+
+_NO_KEY = _NoKey()
+
+
+def _path_of(stack: list[list[Any]]) -> Path:
+    if not stack:
+        return ()
+    frame = stack[-1]
+    container = frame[0]
+    if type(container) is list:
+        return (*frame[2], len(container))
+    return (*frame[2], frame[1]) if frame[1] is not _NO_KEY else frame[2]
+
+
+def locate(text: str, target: Path) -> tuple[int, int]:
+    """The 1-based line and column of the node at `target`, or of its nearest ancestor that exists.
+
+    Only called on the error path, so the fast `load` never pays for tracking positions.
+    """
+    best = (1, 1)
+    # Each frame: [is_mapping, path, next index or pending key, expecting_key]
+    stack: list[list[Any]] = []
+    for event in _events(text):
+        cls = type(event)
+        if cls in (ev.MappingEndEvent, ev.SequenceEndEvent):
+            stack.pop()
+            _advance(stack)
+            continue
+        if cls not in (ev.ScalarEvent, ev.MappingStartEvent, ev.SequenceStartEvent, ev.AliasEvent):
+            continue
+        if stack and stack[-1][0] and stack[-1][3]:
+            # A mapping key: remember where `key:` sits, which is where a person looks.
+            frame = stack[-1]
+            key = event.value if cls is ev.ScalarEvent else None
+            frame[2], frame[3] = key, False
+            path = (*frame[1], key)
+            if target[: len(path)] == path:
+                best = _mark(event)
+                if path == target:
+                    return best
+            continue
+        path = _child_path(stack)
+        if target[: len(path)] == path and (not stack or not stack[-1][0]):
+            best = _mark(event)
+            if path == target:
+                return best
+        if cls is ev.MappingStartEvent:
+            stack.append([True, path, None, True])
+        elif cls is ev.SequenceStartEvent:
+            stack.append([False, path, 0, False])
+        else:
+            _advance(stack)
+    return best
+
+
+def _child_path(stack: list[list[Any]]) -> Path:
+    if not stack:
+        return ()
+    frame = stack[-1]
+    return (*frame[1], frame[2])
+
+
+def _advance(stack: list[list[Any]]) -> None:
+    if not stack:
+        return
+    frame = stack[-1]
+    if frame[0]:
+        frame[3] = True
+    else:
+        frame[2] += 1
