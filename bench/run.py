@@ -11,10 +11,10 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).parent))
-from gen_catalog import generate_catalog  # noqa: E402
+# Run as `python bench/run.py`, so this folder is on sys.path.
+from gen_catalog import generate_catalog
 
-from stamp.catalog import load_catalog  # noqa: E402
+from stamp.catalog import load_catalog
 
 ROUNDS = 3
 
