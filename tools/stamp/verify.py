@@ -1,0 +1,147 @@
+"""Verification: launch fresh instances of a built AMI, run the image's testinfra tests, always clean up."""
+
+from __future__ import annotations
+
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from stamp import proc
+from stamp.errors import VerifyError
+
+
+@dataclass(frozen=True)
+class Host:
+    """An instance reachable over SSH."""
+
+    instance_id: str
+    ssh_host: str
+    ssh_port: int
+    ssh_user: str
+
+
+class Launcher(Protocol):
+    """Starts and stops instances for verification: containers locally, EC2 instances on AWS."""
+
+    ssh_config: Path
+
+    def launch(self, ami_id: str, *, name: str, ssh_user: str, labels: dict[str, str]) -> Host: ...
+
+    def terminate(self, host: Host) -> None: ...
+
+    def run(self, host: Host, command: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class TestReport:
+    total: int
+    failed: tuple[str, ...]
+    junit: Path
+
+    @property
+    def passed(self) -> int:
+        return self.total - len(self.failed)
+
+
+def pytest_args(tests_dir: Path, host: Host, *, ssh_config: Path, junit: Path) -> list[str]:
+    """The pytest command line that runs an image's tests against `host` over a real SSH connection."""
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(tests_dir),
+        f"--hosts=ssh://{host.ssh_user}@{host.ssh_host}:{host.ssh_port}",
+        f"--ssh-config={ssh_config}",
+        f"--junitxml={junit}",
+        "-p",
+        "no:cacheprovider",
+        # The image's tests are not the project's: don't pick up its pytest configuration or rootdir.
+        "-c",
+        "/dev/null",
+        f"--rootdir={tests_dir}",
+        "-q",
+        "--color=no",
+    ]
+
+
+def read_junit(path: Path) -> TestReport:
+    """Count tests and name the failed ones from a JUnit XML report."""
+    try:
+        root = ET.parse(path).getroot()  # noqa: S314 - a report our own pytest run just wrote
+    except (OSError, ET.ParseError) as exc:
+        raise VerifyError(f"no readable test report at {path}: {exc}") from None
+    total = 0
+    failed: list[str] = []
+    for case in root.iter("testcase"):
+        total += 1
+        if case.find("failure") is not None or case.find("error") is not None:
+            failed.append(f"{case.get('classname', '')}::{case.get('name', '')}")
+    return TestReport(total, tuple(failed), path)
+
+
+@contextmanager
+def launched(launcher: Launcher, ami_id: str, *, names: Sequence[str], ssh_user: str, build_id: str) -> Iterator[
+    list[Host]
+]:
+    """Instances that are terminated whatever happens, Ctrl-C included."""
+    hosts: list[Host] = []
+    try:
+        for name in names:
+            hosts.append(launcher.launch(ami_id, name=name, ssh_user=ssh_user, labels={"stamp:build-id": build_id}))
+        yield hosts
+    finally:
+        for host in hosts:
+            launcher.terminate(host)
+
+
+def identity_problems(launcher: Launcher, hosts: Sequence[Host]) -> list[str]:
+    """Instances stamped from one image must not share SSH host keys or a machine ID."""
+    keys = [launcher.run(h, "cat /etc/ssh/ssh_host_*_key.pub | sort | sha256sum") for h in hosts]
+    machine_ids = [launcher.run(h, "cat /etc/machine-id") for h in hosts]
+    problems = []
+    if len(set(keys)) < len(keys):
+        problems.append("two instances of the image have the same SSH host keys (remove them at build end)")
+    if len(set(machine_ids)) < len(machine_ids) or any(not m.strip() for m in machine_ids):
+        problems.append("two instances of the image share /etc/machine-id (truncate it at build end)")
+    return problems
+
+
+def verify_ami(
+    launcher: Launcher,
+    *,
+    image: str,
+    ami_id: str,
+    tests_dir: Path,
+    report_dir: Path,
+    ssh_user: str,
+    build_id: str,
+) -> TestReport:
+    """Launch two instances of `ami_id`, run the tests on the first, check they differ in identity."""
+    junit = report_dir / "verify-junit.xml"
+    junit.unlink(missing_ok=True)
+    started = time.monotonic()
+    names = [f"stamp-verify-{build_id}-{i}" for i in (1, 2)]
+    with launched(launcher, ami_id, names=names, ssh_user=ssh_user, build_id=build_id) as hosts:
+        print(f"[{image}] verifying {ami_id}: {tests_dir} against {hosts[0].instance_id}", file=sys.stderr)
+        proc.run_logged(
+            pytest_args(tests_dir, hosts[0], ssh_config=launcher.ssh_config, junit=junit),
+            log=report_dir / "verify.log",
+            prefix=f"[{image} verify] ",
+            check=False,
+        )
+        identity = identity_problems(launcher, hosts)
+    report = read_junit(junit)
+    failed = report.failed + tuple(f"stamp::instance-identity: {p}" for p in identity)
+    if report.total == 0:
+        failed += (f"stamp::no-tests: no tests ran from {tests_dir}",)
+    report = TestReport(report.total + 1, failed, junit)
+    print(
+        f"[{image}] {report.passed}/{report.total} checks passed in {time.monotonic() - started:.1f} s",
+        file=sys.stderr,
+    )
+    return report
