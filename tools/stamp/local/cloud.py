@@ -1,0 +1,409 @@
+"""Start, find and stop the local cloud: a moto server, a container engine, a base image and an SSH key."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import signal
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stamp import proc
+from stamp.errors import CloudError
+from stamp.local.baseimage import ensure_base_image, image_exists
+from stamp.local.engine import Engine, detect_engine
+from stamp.local.seeds import SeedImage, moto_amis, unique_seeds
+
+STATE_DIR = Path(".stamp") / "local"
+LABEL = "stamp.local"
+CLOUD_LABEL = "stamp.local.cloud"
+MOTO_START_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class LocalCloud:
+    """What `up` started, persisted in `<repo>/.stamp/local/state.json`."""
+
+    root: Path
+    endpoint_url: str
+    moto_pid: int
+    engine: str
+    engine_env: dict[str, str]
+    base_image: str
+    ssh_private_key: Path
+    ssh_public_key: Path
+    ssh_config: Path
+    seeds: tuple[str, ...] = field(default=())
+
+    @property
+    def cloud_id(self) -> str:
+        """Labels this cloud's containers, so two checkouts sharing one engine never touch each other's."""
+        return cloud_id(self.root)
+
+    @property
+    def engine_handle(self) -> Engine:
+        """The engine this cloud runs on."""
+        return Engine(self.engine, self.engine_env)
+
+    def to_json(self) -> dict[str, Any]:
+        """The state file's content."""
+        return {
+            "root": str(self.root),
+            "endpoint_url": self.endpoint_url,
+            "moto_pid": self.moto_pid,
+            "engine": self.engine,
+            "engine_env": self.engine_env,
+            "base_image": self.base_image,
+            "ssh_private_key": str(self.ssh_private_key),
+            "ssh_public_key": str(self.ssh_public_key),
+            "ssh_config": str(self.ssh_config),
+            "seeds": list(self.seeds),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LocalCloud:
+        """Read the state file's content back."""
+        return cls(
+            root=Path(data["root"]),
+            endpoint_url=str(data["endpoint_url"]),
+            moto_pid=int(data["moto_pid"]),
+            engine=str(data["engine"]),
+            engine_env={str(k): str(v) for k, v in data["engine_env"].items()},
+            base_image=str(data["base_image"]),
+            ssh_private_key=Path(data["ssh_private_key"]),
+            ssh_public_key=Path(data["ssh_public_key"]),
+            ssh_config=Path(data["ssh_config"]),
+            seeds=tuple(str(s) for s in data.get("seeds", [])),
+        )
+
+
+def state_root(repo_root: Path) -> Path:
+    """`<repo>/.stamp/local`, absolute."""
+    return (repo_root / STATE_DIR).resolve()
+
+
+def cloud_id(root: Path) -> str:
+    """A short stable ID for the local cloud whose state lives in `root`."""
+    return hashlib.sha256(str(root.resolve()).encode("utf-8")).hexdigest()[:12]
+
+
+def aws_env(cloud: LocalCloud) -> dict[str, str]:
+    """Environment for boto3 and Packer to talk to the local cloud.
+
+    No AWS_MAX_ATTEMPTS: Packer reads it as its waiter attempt count, not as API retries.
+    """
+    return {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": cloud.endpoint_url,
+        # Static keys are given; this stops SDKs probing an instance metadata service that is not there.
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "STAMP_CLOUD": "local",
+    }
+
+
+def ssh_config_text(private_key: Path) -> str:
+    """ssh_config for every local instance: each container makes fresh host keys on a reused port."""
+    return (
+        "Host *\n"
+        "  StrictHostKeyChecking no\n"
+        "  UserKnownHostsFile /dev/null\n"
+        "  BatchMode yes\n"
+        f'  IdentityFile "{private_key}"\n'
+        "  IdentitiesOnly yes\n"
+        "  PasswordAuthentication no\n"
+        "  ConnectTimeout 5\n"
+        "  LogLevel ERROR\n"
+    )
+
+
+def ensure_ssh_key(root: Path) -> tuple[Path, Path, Path]:
+    """The ed25519 key pair every local instance accepts, generated once, and its ssh_config."""
+    ssh_dir = root / "ssh"
+    ssh_dir.mkdir(parents=True, exist_ok=True)
+    ssh_dir.chmod(0o700)
+    private_key = ssh_dir / "id_ed25519"
+    public_key = ssh_dir / "id_ed25519.pub"
+    if not (private_key.is_file() and public_key.is_file()):
+        private_key.unlink(missing_ok=True)
+        public_key.unlink(missing_ok=True)
+        try:
+            proc.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "stamp-local", "-f", str(private_key)])
+        except proc.ProcessError as exc:
+            raise CloudError(
+                f"local cloud: generating the SSH key {private_key} failed: {exc}",
+                hint="install the OpenSSH client (`sudo apt-get install -y openssh-client`), then retry",
+            ) from exc
+    private_key.chmod(0o600)
+    config = ssh_dir / "ssh_config"
+    text = ssh_config_text(private_key)
+    if not config.is_file() or config.read_text(encoding="utf-8") != text:
+        config.write_text(text, encoding="utf-8")
+    return private_key, public_key, config
+
+
+def moto_answers(endpoint_url: str, timeout: float = 2.0) -> bool:
+    """Whether the moto server's dashboard answers (Packer would retry ~50 s against a dead endpoint)."""
+    try:
+        with urllib.request.urlopen(f"{endpoint_url}/moto-api/", timeout=timeout) as response:  # noqa: S310
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _pid_is_moto(pid: int) -> bool:
+    """Whether `pid` is alive and is our moto server (not an unrelated process that reused the pid)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if cmdline.exists():
+        try:
+            return b"stamp.local.motoserver" in cmdline.read_bytes()
+        except OSError:
+            return False
+    return True
+
+
+def _read_state(root: Path) -> LocalCloud | None:
+    path = root / "state.json"
+    if not path.is_file():
+        return None
+    try:
+        return LocalCloud.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_state(cloud: LocalCloud) -> None:
+    path = cloud.root / "state.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(cloud.to_json(), indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+@contextlib.contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    """Serialise up/down on one state folder (parallel builds may all call `up`)."""
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / "lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def status(repo_root: Path) -> LocalCloud | None:
+    """The running local cloud, or None when it is not running (dead pid, or moto not answering)."""
+    cloud = _read_state(state_root(repo_root))
+    if cloud is None or not _pid_is_moto(cloud.moto_pid) or not moto_answers(cloud.endpoint_url):
+        return None
+    return cloud
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _log_tail(log: Path, lines: int = 15) -> str:
+    if not log.is_file():
+        return ""
+    return "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+
+
+def _start_moto(root: Path, amis_path: Path) -> tuple[str, int]:
+    """Start the moto server in its own session (it outlives stamp) and wait until it answers."""
+    log = root / "moto.log"
+    last_error = ""
+    for _attempt in range(3):
+        port = _free_port()
+        endpoint = f"http://127.0.0.1:{port}"
+        child = proc.start(
+            [sys.executable, "-m", "stamp.local.motoserver", "--port", str(port)],
+            env={"MOTO_AMIS_PATH": str(amis_path)},
+            log=log,
+            new_session=True,
+        )
+        deadline = time.monotonic() + MOTO_START_TIMEOUT
+        while time.monotonic() < deadline:
+            if moto_answers(endpoint, timeout=1.0):
+                return endpoint, child.pid
+            if child.poll() is not None:
+                break
+            time.sleep(0.1)
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+            last_error = f"it did not answer on {endpoint}/moto-api/ within {MOTO_START_TIMEOUT:.0f} s"
+            break
+        # Most likely another process took the port between choosing it and binding it: try another.
+        last_error = f"it exited with code {child.returncode}"
+    raise CloudError(
+        f"local cloud: the moto server did not start ({last_error})\n{_log_tail(log)}",
+        hint=f"see {log}; check that moto is installed in stamp's environment (`pip install 'moto[server]'`)",
+    )
+
+
+def _seed_running(cloud: LocalCloud, seeds: Sequence[SeedImage]) -> LocalCloud:
+    """Add seeds the running server does not have yet, without restarting it (that would lose every AMI)."""
+    new = [seed for seed in unique_seeds(seeds) if seed.resolved_ami_id not in cloud.seeds]
+    if not new:
+        return cloud
+    request = urllib.request.Request(  # noqa: S310
+        f"{cloud.endpoint_url}/stamp-local/seed",
+        data=json.dumps(moto_amis(new)).encode("utf-8"),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            response.read()
+    except (urllib.error.URLError, OSError) as exc:
+        raise CloudError(
+            f"local cloud: adding vendor images to the running moto server failed: {exc}",
+            hint="`stamp local down` then `stamp local up` restarts it with every seed (built AMIs are lost)",
+        ) from exc
+    seeded = (*cloud.seeds, *(seed.resolved_ami_id for seed in new))
+    _write_amis(cloud.root, [*_read_amis(cloud.root), *moto_amis(new)])
+    return _replace_seeds(cloud, seeded)
+
+
+def _replace_seeds(cloud: LocalCloud, seeds: tuple[str, ...]) -> LocalCloud:
+    data = cloud.to_json()
+    data["seeds"] = list(seeds)
+    return LocalCloud.from_json(data)
+
+
+def _read_amis(root: Path) -> list[dict[str, Any]]:
+    path = root / "amis.json"
+    if not path.is_file():
+        return []
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return data if isinstance(data, list) else []
+
+
+def _write_amis(root: Path, entries: list[dict[str, Any]]) -> Path:
+    path = root / "amis.json"
+    path.write_text(json.dumps(entries, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def _tie_seeds(engine: Engine, base_image: str, ami_ids: Sequence[str]) -> None:
+    from stamp.local.instances import container_image_for
+
+    for ami_id in ami_ids:
+        engine.run(["tag", base_image, container_image_for(ami_id)], what=f"tying {ami_id} to the base image")
+
+
+def up(repo_root: Path, seeds: Sequence[SeedImage]) -> LocalCloud:
+    """Start the local cloud, or reuse the running one; either way every seed is served afterwards.
+
+    A running, healthy cloud is reused as is (same port, every AMI built so far kept); seeds it lacks are
+    added to the running server. A cloud whose moto died is started afresh: moto keeps state in memory, so
+    AMIs built before are gone (their container images stay in the engine, unused).
+    """
+    root = state_root(repo_root)
+    with _locked(root):
+        current = status(repo_root)
+        if current is not None:
+            engine = current.engine_handle
+            if not image_exists(engine, current.base_image):
+                ensure_base_image(engine, root)
+            cloud = _seed_running(current, seeds)
+            _tie_seeds(engine, cloud.base_image, cloud.seeds)
+            _write_state(cloud)
+            return cloud
+
+        engine = detect_engine(root)
+        base_image = ensure_base_image(engine, root)
+        private_key, public_key, config = ensure_ssh_key(root)
+        wanted = unique_seeds(seeds)
+        amis_path = _write_amis(root, moto_amis(wanted))
+        seed_ids = tuple(seed.resolved_ami_id for seed in wanted)
+        _tie_seeds(engine, base_image, seed_ids)
+        endpoint, pid = _start_moto(root, amis_path)
+        cloud = LocalCloud(
+            root=root,
+            endpoint_url=endpoint,
+            moto_pid=pid,
+            engine=engine.name,
+            engine_env=dict(engine.env),
+            base_image=base_image,
+            ssh_private_key=private_key,
+            ssh_public_key=public_key,
+            ssh_config=config,
+            seeds=seed_ids,
+        )
+        _write_state(cloud)
+        return cloud
+
+
+def _stop_pid(pid: int, timeout: float = 10.0) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _pid_alive(pid):
+            return
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _pid_alive(pid: int) -> bool:
+    # A child of ours that exited stays a zombie until reaped: count it as gone.
+    with contextlib.suppress(ChildProcessError):
+        waited, _status = os.waitpid(pid, os.WNOHANG)
+        if waited == pid:
+            return False
+    stat = Path(f"/proc/{pid}/stat")
+    if stat.exists():
+        try:
+            return stat.read_text(encoding="utf-8").rsplit(")", 1)[1].split()[0] != "Z"
+        except (OSError, IndexError):
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def down(repo_root: Path) -> None:
+    """Stop moto and remove this cloud's containers (labelled stamp.local=1); images and keys stay."""
+    from stamp.local.instances import remove_containers
+
+    root = state_root(repo_root)
+    if not root.is_dir():
+        return
+    with _locked(root):
+        cloud = _read_state(root)
+        engine = cloud.engine_handle if cloud is not None else None
+        if engine is None:
+            try:
+                engine = detect_engine(root)
+            except CloudError:
+                engine = None
+        if engine is not None:
+            remove_containers(engine, cloud_id(root))
+        if cloud is not None and _pid_is_moto(cloud.moto_pid):
+            print(f"local cloud: stopping moto (pid {cloud.moto_pid})", file=sys.stderr)
+            _stop_pid(cloud.moto_pid)
+        (root / "state.json").unlink(missing_ok=True)
