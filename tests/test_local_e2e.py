@@ -193,6 +193,12 @@ def test_commit_then_launch_from_the_new_ami(cloud: LocalCloud) -> None:
         assert list_instances(cloud, {"stamp.local.ami": "ami-0e2e000000000000b"}) == [child.container_id]
     finally:
         terminate(cloud, child.container_id)
+        # Engine images outlive the cloud; drop this test's so repeated runs do not pile them up.
+        proc.run(
+            [cloud.engine, "rmi", "--force", ref, "localhost/stamp/ami:ami-0e2e000000000000b"],
+            env=cloud.engine_env,
+            check=False,
+        )
 
 
 def test_launch_of_an_ami_without_an_image_names_the_ami(cloud: LocalCloud) -> None:
