@@ -1,0 +1,286 @@
+"""An in-memory Cloud for fast tests above the seam; counts calls under the same operation names as AWS."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+from stamp.cloud import (
+    BUILD_ID_TAG,
+    ImageDetails,
+    ImageSummary,
+    Instance,
+    KeyPair,
+    MissingResource,
+    Parameter,
+    ParameterUpdate,
+    ShareDiff,
+    ShareSet,
+    TaggedResource,
+)
+from stamp.errors import CloudError
+
+
+@dataclass
+class FakeImage:
+    ami_id: str
+    name: str
+    region: str
+    owner_id: str = "123456789012"
+    state: str = "available"
+    state_reason: str = ""
+    creation_date: str = "2026-11-01T00:00:00.000Z"
+    tags: dict[str, str] = field(default_factory=dict)
+    snapshot_ids: tuple[str, ...] = ()
+    launch: ShareSet = field(default_factory=ShareSet)
+
+    def details(self) -> ImageDetails:
+        return ImageDetails(
+            ami_id=self.ami_id,
+            name=self.name,
+            state=self.state,
+            state_reason=self.state_reason,
+            owner_id=self.owner_id,
+            creation_date=self.creation_date,
+            public=self.launch.public,
+            tags=dict(self.tags),
+            snapshot_ids=self.snapshot_ids,
+        )
+
+
+def _apply(current: ShareSet, diff: ShareDiff) -> ShareSet:
+    return ShareSet(
+        accounts=(current.accounts | diff.add.accounts) - diff.remove.accounts,
+        organizations=(current.organizations | diff.add.organizations) - diff.remove.organizations,
+        organizational_units=(current.organizational_units | diff.add.organizational_units)
+        - diff.remove.organizational_units,
+        public=(current.public or diff.add.public) and not diff.remove.public,
+    )
+
+
+class FakeCloud:
+    """Implements `stamp.cloud.Cloud` with dicts; `fail` maps an operation name to an error it raises."""
+
+    def __init__(self) -> None:
+        self.images: dict[tuple[str, str], FakeImage] = {}
+        self.snapshots: dict[tuple[str, str], ShareSet] = {}
+        self.snapshot_tags: dict[tuple[str, str], dict[str, str]] = {}
+        self.parameters: dict[tuple[str, str], Parameter] = {}
+        self.instances: dict[tuple[str, str], tuple[Instance, dict[str, str]]] = {}
+        self.key_pairs: dict[tuple[str, str], tuple[KeyPair, dict[str, str]]] = {}
+        self.security_groups: dict[tuple[str, str], dict[str, str]] = {}
+        self.calls: Counter[str] = Counter()
+        self.fail: dict[str, CloudError] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def _call(self, operation: str) -> None:
+        with self._lock:
+            self.calls[operation] += 1
+        if operation in self.fail:
+            raise self.fail[operation]
+
+    def _id(self, prefix: str) -> str:
+        with self._lock:
+            return f"{prefix}-{next(self._ids):017x}"
+
+    def call_counts(self) -> dict[str, int]:
+        return dict(self.calls)
+
+    def reset_call_counts(self) -> None:
+        self.calls.clear()
+
+    def add_image(self, region: str, name: str, *, snapshots: int = 1, **kwargs: object) -> FakeImage:
+        """Test set-up, not counted: an AMI with its snapshots."""
+        snapshot_ids = tuple(self._id("snap") for _ in range(snapshots))
+        for snapshot_id in snapshot_ids:
+            self.snapshots[(region, snapshot_id)] = ShareSet()
+        image = FakeImage(ami_id=self._id("ami"), name=name, region=region, snapshot_ids=snapshot_ids)
+        image = replace(image, **kwargs)  # type: ignore[arg-type]
+        self.images[(region, image.ami_id)] = image
+        return image
+
+    def _image(self, region: str, ami_id: str) -> FakeImage:
+        image = self.images.get((region, ami_id))
+        if image is None:
+            raise MissingResource(f"AMI {ami_id} not found in {region}")
+        return image
+
+    def find_newest_image(self, region: str, *, name: str, owners: Sequence[str]) -> ImageSummary | None:
+        import fnmatch
+
+        self._call("DescribeImages")
+        found = [
+            i
+            for (r, _), i in self.images.items()
+            if r == region and i.state == "available" and i.owner_id in owners and fnmatch.fnmatchcase(i.name, name)
+        ]
+        best = max(found, key=lambda i: (i.creation_date, i.ami_id), default=None)
+        return None if best is None else ImageSummary(best.ami_id, best.name, best.creation_date)
+
+    def describe_image(self, region: str, ami_id: str) -> ImageDetails | None:
+        return self.describe_images(region, [ami_id]).get(ami_id)
+
+    def describe_images(self, region: str, ami_ids: Collection[str]) -> dict[str, ImageDetails]:
+        self._call("DescribeImages")
+        return {a: self.images[(region, a)].details() for a in ami_ids if (region, a) in self.images}
+
+    def wait_until_available(
+        self, region: str, ami_id: str, *, timeout: float = 900.0, delay: float = 5.0
+    ) -> ImageDetails:
+        details = self.describe_image(region, ami_id)
+        if details is None or details.state != "available":
+            state = details.state if details else "not found"
+            raise CloudError(f"AMI {ami_id} in {region} is {state}")
+        return details
+
+    def get_launch_permissions(self, region: str, ami_id: str) -> ShareSet:
+        self._call("DescribeImageAttribute")
+        return self._image(region, ami_id).launch
+
+    def modify_launch_permissions(self, region: str, ami_id: str, diff: ShareDiff) -> None:
+        if diff.empty:
+            return
+        self._call("ModifyImageAttribute")
+        image = self._image(region, ami_id)
+        image.launch = _apply(image.launch, diff)
+
+    def get_snapshot_permissions(self, region: str, snapshot_id: str) -> ShareSet:
+        self._call("DescribeSnapshotAttribute")
+        if (region, snapshot_id) not in self.snapshots:
+            raise MissingResource(f"snapshot {snapshot_id} not found in {region}")
+        return self.snapshots[(region, snapshot_id)]
+
+    def modify_snapshot_permissions(self, region: str, snapshot_id: str, diff: ShareDiff) -> None:
+        for part in (diff.add, diff.remove):
+            if part:
+                self._call("ModifySnapshotAttribute")
+        self.snapshots[(region, snapshot_id)] = _apply(self.snapshots[(region, snapshot_id)], diff)
+
+    def create_tags(self, region: str, resource_ids: Sequence[str], tags: Mapping[str, str]) -> None:
+        if not resource_ids or not tags:
+            return
+        self._call("CreateTags")
+        for resource_id in resource_ids:
+            if (region, resource_id) in self.images:
+                self.images[(region, resource_id)].tags.update(tags)
+            else:
+                self.snapshot_tags.setdefault((region, resource_id), {}).update(tags)
+
+    def delete_tags(self, region: str, resource_ids: Sequence[str], keys: Sequence[str]) -> None:
+        if not resource_ids or not keys:
+            return
+        self._call("DeleteTags")
+        for resource_id in resource_ids:
+            tags = (
+                self.images[(region, resource_id)].tags
+                if (region, resource_id) in self.images
+                else self.snapshot_tags.get((region, resource_id), {})
+            )
+            for key in keys:
+                tags.pop(key, None)
+
+    def get_parameters(self, region: str, names: Collection[str]) -> dict[str, Parameter]:
+        wanted = sorted(set(names))
+        for _ in range(0, len(wanted), 10):
+            self._call("GetParameters")
+        return {n: self.parameters[(region, n)] for n in wanted if (region, n) in self.parameters}
+
+    def put_image_parameter(self, region: str, name: str, ami_id: str) -> ParameterUpdate:
+        existing = self.get_parameters(region, [name]).get(name)
+        if existing is not None and existing.value == ami_id:
+            return ParameterUpdate(name, existing.value, ami_id, existing.version)
+        self._call("PutParameter")
+        version = existing.version + 1 if existing else 1
+        self.parameters[(region, name)] = Parameter(name, ami_id, version)
+        return ParameterUpdate(name, existing.value if existing else None, ami_id, version)
+
+    def import_key_pair(
+        self, region: str, name: str, public_key: str, *, tags: Mapping[str, str] | None = None
+    ) -> KeyPair:
+        self._call("ImportKeyPair")
+        pair = KeyPair(key_pair_id=self._id("key"), name=name)
+        self.key_pairs[(region, name)] = (pair, dict(tags or {}))
+        return pair
+
+    def run_instances(
+        self,
+        region: str,
+        ami_id: str,
+        *,
+        count: int,
+        instance_type: str,
+        key_name: str | None = None,
+        security_group_ids: Sequence[str] = (),
+        user_data: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> list[Instance]:
+        self._call("RunInstances")
+        self._image(region, ami_id)
+        made = [Instance(self._id("i"), ami_id, "running", private_ip=f"10.0.0.{n + 1}") for n in range(count)]
+        for instance in made:
+            self.instances[(region, instance.instance_id)] = (instance, dict(tags or {}))
+        return made
+
+    def describe_instances(self, region: str, instance_ids: Sequence[str]) -> list[Instance]:
+        self._call("DescribeInstances")
+        return [self.instances[(region, i)][0] for i in instance_ids if (region, i) in self.instances]
+
+    def terminate_instances(self, region: str, instance_ids: Sequence[str]) -> None:
+        if not instance_ids:
+            return
+        self._call("TerminateInstances")
+        for instance_id in instance_ids:
+            instance, tags = self.instances[(region, instance_id)]
+            self.instances[(region, instance_id)] = (replace(instance, state="terminated"), tags)
+
+    def list_tagged(self, region: str, key: str = BUILD_ID_TAG, value: str | None = None) -> list[TaggedResource]:
+        for operation in ("DescribeInstances", "DescribeImages", "DescribeSnapshots", "DescribeKeyPairs"):
+            self._call(operation)
+        self._call("DescribeSecurityGroups")
+
+        def match(tags: Mapping[str, str]) -> bool:
+            return key in tags and (value is None or tags[key] == value)
+
+        now = datetime.now(UTC)
+        found: list[TaggedResource] = []
+        for (r, instance_id), (instance, tags) in self.instances.items():
+            if r == region and instance.state != "terminated" and match(tags):
+                found.append(TaggedResource("instance", instance_id, region, tags, now, instance.state))
+        for (r, ami_id), image in self.images.items():
+            if r == region and match(image.tags):
+                found.append(TaggedResource("image", ami_id, region, image.tags, now, image.state))
+        for (r, snapshot_id), tags in self.snapshot_tags.items():
+            if r == region and match(tags) and (r, snapshot_id) in self.snapshots:
+                found.append(TaggedResource("snapshot", snapshot_id, region, tags, now))
+        for (r, name), (_, tags) in self.key_pairs.items():
+            if r == region and match(tags):
+                found.append(TaggedResource("key-pair", name, region, tags, now))
+        for (r, group_id), tags in self.security_groups.items():
+            if r == region and match(tags):
+                found.append(TaggedResource("security-group", group_id, region, tags))
+        return found
+
+    def deregister_image(self, region: str, ami_id: str) -> None:
+        self._call("DeregisterImage")
+        self._image(region, ami_id)
+        del self.images[(region, ami_id)]
+
+    def delete_snapshot(self, region: str, snapshot_id: str) -> None:
+        self._call("DeleteSnapshot")
+        if any(snapshot_id in i.snapshot_ids for (r, _), i in self.images.items() if r == region):
+            raise CloudError(f"snapshot {snapshot_id} in {region} is in use by an AMI")
+        self.snapshots.pop((region, snapshot_id), None)
+        self.snapshot_tags.pop((region, snapshot_id), None)
+
+    def delete_key_pair(self, region: str, key_name: str) -> None:
+        self._call("DeleteKeyPair")
+        self.key_pairs.pop((region, key_name), None)
+
+    def delete_security_group(self, region: str, group_id: str) -> None:
+        self._call("DeleteSecurityGroup")
+        self.security_groups.pop((region, group_id), None)
