@@ -8,11 +8,16 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stamp import __version__
 from stamp.catalog import Catalog, load_catalog
-from stamp.errors import CatalogError, CatalogProblems, StampError
+from stamp.errors import CatalogError, CatalogProblems, StampError, UsageError, VerifyError
 from stamp.proc import ProcessError
+
+if TYPE_CHECKING:
+    from stamp.build import Outcome
+    from stamp.clouds import Target
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -91,6 +96,92 @@ def cmd_lookup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _target(args: argparse.Namespace, catalog: Catalog) -> Target:
+    from stamp.clouds import target_for
+
+    return target_for(args.cloud, catalog)
+
+
+def _report(outcomes: Sequence[Outcome], failure_code: int) -> int:
+    """One line per image; the exit code of the first failure, or 0."""
+    code = 0
+    for outcome in outcomes:
+        if outcome.result is not None:
+            say(f"  {outcome.image:<16} ok      " + " ".join(outcome.result.amis.values()))
+        elif outcome.error is not None:
+            say(f"  {outcome.image:<16} FAILED  {outcome.error.message.splitlines()[0]}")
+            code = code or outcome.error.exit_code
+        else:
+            say(f"  {outcome.image:<16} skipped {outcome.skipped_because}")
+            code = code or failure_code
+    return code
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from stamp.build import build_image, run_in_layers
+
+    catalog = _catalog(args)
+    names = _images(catalog, args.images)
+    target = _target(args, catalog)
+    build_root = Path(args.out)
+    outcomes = run_in_layers(
+        catalog, names, lambda n: build_image(catalog, n, target, build_root=build_root), parallel=args.parallel
+    )
+    return _report(outcomes, 3)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from stamp.build import verify_result
+    from stamp.results import read_result
+
+    catalog = _catalog(args)
+    name = _images(catalog, [args.image])[0]
+    build_root = Path(args.out)
+    result = read_result(build_root, name)
+    if args.ami and args.ami not in result.amis.values():
+        raise UsageError(f"--ami {args.ami} is not an AMI of the last build of '{name}'", hint="omit --ami")
+    verdict = verify_result(catalog, result, _target(args, catalog), build_root=build_root)
+    if verdict.failed_tests:
+        for test in verdict.failed_tests:
+            say(f"  FAILED {test}")
+        raise VerifyError(
+            f"image '{name}' failed verification ({len(verdict.failed_tests)} failed); it stays unrecorded and"
+            " unshared",
+            hint=f"JUnit report: {verdict.verify_report}",
+        )
+    say(f"{name}: verification passed ({verdict.verify_report})")
+    return 0
+
+
+def cmd_local(args: argparse.Namespace) -> int:
+    from stamp import local
+    from stamp.clouds import seeds_for
+
+    root = Path(args.catalog).resolve().parent
+    if args.action == "down":
+        local.down(root)
+        say("local cloud: stopped")
+        return 0
+    if args.action == "up":
+        cloud = local.up(root, seeds_for(_catalog(args)))
+    else:
+        found = local.status(root)
+        if found is None:
+            say("local cloud: not running (start it with `stamp local up`)")
+            return 0 if args.action == "status" else 5
+        cloud = found
+    env = local.aws_env(cloud)
+    if args.action == "env":
+        for key, value in env.items():
+            print(f"export {key}={value}")
+        return 0
+    say(f"local cloud: EC2/SSM API at {cloud.endpoint_url} (moto, pid {cloud.moto_pid})")
+    say(f"  engine: {cloud.engine}; base image: {cloud.base_image}; state: {cloud.root}")
+    say(f"  instances: {len(local.list_instances(cloud))} running; ssh config: {cloud.ssh_config}")
+    say('  use it from a shell with: eval "$(stamp local env)"')
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from stamp.schema import schema_text
 
@@ -141,6 +232,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--region")
     p.add_argument("--version", type=int)
     p.add_argument("--format", choices=["text", "json"], default="text")
+
+    p = add("build", cmd_build, "run Packer for images (parents first); writes build/<image>/result.json")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--parallel", type=int, default=1, metavar="N", help="images built at once within a layer")
+    p.add_argument("--out", default="build")
+
+    p = add("verify", cmd_verify, "launch fresh instances of the built image and run its testinfra tests")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("--ami", help="an AMI of the last build (default: the build region's)")
+    p.add_argument("--out", default="build")
+
+    p = add("local", cmd_local, "the embedded local cloud: up, down, status, env")
+    p.add_argument("action", choices=["up", "down", "status", "env"])
 
     add("schema", cmd_schema, "print the catalog's JSON Schema")
     return parser

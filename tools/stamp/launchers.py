@@ -6,7 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stamp import local, proc
-from stamp.verify import Host
+from stamp.catalog import Image
+from stamp.clouds import Target
+from stamp.errors import CloudError
+from stamp.verify import Host, Launcher
 
 
 @dataclass
@@ -39,3 +42,13 @@ class LocalLauncher:
             command,
         ]
         return proc.run(args, echo=False, timeout=60).stdout
+
+
+def launcher_for(target: Target, image: Image) -> Launcher:
+    """The launcher for a command's cloud: containers locally; EC2 instances need `stamp verify` on AWS."""
+    if target.local is not None:
+        return LocalLauncher(target.local)
+    raise CloudError(
+        f"verifying image '{image.name}' on AWS needs a runner that can reach the instance over SSH",
+        hint="run the verify job inside the VPC (see docs/adopting.md), or verify with --cloud local",
+    )

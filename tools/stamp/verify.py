@@ -28,7 +28,8 @@ class Host:
 class Launcher(Protocol):
     """Starts and stops instances for verification: containers locally, EC2 instances on AWS."""
 
-    ssh_config: Path
+    @property
+    def ssh_config(self) -> Path: ...
 
     def launch(self, ami_id: str, *, name: str, ssh_user: str, labels: dict[str, str]) -> Host: ...
 
@@ -85,9 +86,9 @@ def read_junit(path: Path) -> TestReport:
 
 
 @contextmanager
-def launched(launcher: Launcher, ami_id: str, *, names: Sequence[str], ssh_user: str, build_id: str) -> Iterator[
-    list[Host]
-]:
+def launched(
+    launcher: Launcher, ami_id: str, *, names: Sequence[str], ssh_user: str, build_id: str
+) -> Iterator[list[Host]]:
     """Instances that are terminated whatever happens, Ctrl-C included."""
     hosts: list[Host] = []
     try:
