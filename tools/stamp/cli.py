@@ -17,7 +17,9 @@ from stamp.proc import ProcessError
 
 if TYPE_CHECKING:
     from stamp.build import Outcome
+    from stamp.catalog import Image
     from stamp.clouds import Target
+    from stamp.plan import Plan, SourceLookup
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -182,6 +184,140 @@ def cmd_local(args: argparse.Namespace) -> int:
     return 0
 
 
+def _source_lookup(target: Target) -> SourceLookup:
+    """The newest vendor image per image and region, asked of the cloud once each."""
+    cache: dict[tuple[str, str], str | None] = {}
+
+    def lookup(image: Image, region: str) -> str | None:
+        assert image.source is not None
+        key = (image.name, region)
+        if key not in cache:
+            found = target.cloud.find_newest_image(
+                region, name=image.source.filter.name, owners=image.source.filter.owners
+            )
+            cache[key] = found.ami_id if found else None
+        return cache[key]
+
+    return lookup
+
+
+def _plan(args: argparse.Namespace, catalog: Catalog) -> Plan:
+    from stamp.build import utc_now
+    from stamp.changes import plan_between
+
+    lookup = None if args.no_source_check else _source_lookup(_target(args, catalog))
+    return plan_between(
+        catalog.root,
+        args.base,
+        args.head,
+        catalog_path=catalog.path,
+        source_lookup=lookup,
+        now=utc_now(),
+    )
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from stamp import plan as plans
+
+    catalog = _catalog(args)
+    found = _plan(args, catalog)
+    formatters = {
+        "table": plans.format_table,
+        "json": plans.format_json,
+        "matrix": plans.format_matrix,
+        "markdown": plans.format_markdown,
+    }
+    text = formatters[args.format](found)
+    if args.format == "table":
+        say(text)
+    else:
+        print(text)
+    return 0
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    from stamp.release import release_images
+
+    catalog = _catalog(args)
+    if args.changed:
+        if args.images:
+            raise UsageError("give image names or --changed, not both")
+        names = _plan(args, catalog).order()
+        if not names:
+            say("nothing to release: no image has a reason to be rebuilt")
+            return 0
+        say("releasing, in order: " + ", ".join(names))
+    elif args.images:
+        names = _images(catalog, args.images)
+    else:
+        raise UsageError("name the images to release, or use --changed --base REF")
+    outcomes = release_images(
+        catalog.path, names, _target(args, catalog), build_root=Path(args.out), parallel=args.parallel
+    )
+    return _report(outcomes, 3)
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from stamp.record import record
+    from stamp.release import ensure_may_record
+    from stamp.results import read_result
+
+    catalog = _catalog(args)
+    names = _images(catalog, args.images or [n for n in catalog.images if (Path(args.out) / n).is_dir()])
+    results = [read_result(Path(args.out), name) for name in names]
+    for result in results:
+        if result.cloud != args.cloud:
+            raise UsageError(
+                f"the build of '{result.image}' ran on the {result.cloud} cloud, not {args.cloud}",
+                hint=f"pass --cloud {result.cloud}",
+            )
+    if args.cloud == "local":
+        ensure_may_record(catalog, _target(args, catalog))
+    for release, result in zip(record(catalog.path, results), results, strict=True):
+        say(f"recorded {result.image} version {release.version}: " + " ".join(release.amis.values()))
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from stamp.share import publish
+
+    catalog = _catalog(args)
+    names = _images(catalog, args.images) if args.images else None
+    report = publish(catalog, _target(args, catalog).cloud, names, dry_run=args.dry_run)
+    for line in report.lines():
+        say(line)
+    return 0
+
+
+def cmd_launch(args: argparse.Namespace) -> int:
+    from stamp.launch import launch_instances
+
+    catalog = _catalog(args)
+    name = _images(catalog, [args.image])[0]
+    if args.count < 1:
+        raise UsageError("--count must be at least 1")
+    launched = launch_instances(
+        catalog,
+        name,
+        _target(args, catalog),
+        count=args.count,
+        region=args.region,
+        user_data_file=Path(args.user_data) if args.user_data else None,
+    )
+    if args.format == "json":
+        emit([vars(item) for item in launched])
+    else:
+        for item in launched:
+            say(f"  {item.index:>3}  {item.instance_id}  {item.hostname}  {item.ami_id}  {item.ssh}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from stamp.demo import run_demo
+
+    return run_demo(Path(args.catalog).resolve().parent, keep=args.keep)
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from stamp.schema import schema_text
 
@@ -200,6 +336,16 @@ def _images(catalog: Catalog, names: Sequence[str] | None) -> list[str]:
             hint="images: " + ", ".join(sorted(catalog.images)),
         )
     return catalog.topo_order(names)
+
+
+def _plan_options(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    p.add_argument("--base", required=required, metavar="REF", help="compare with this revision (e.g. origin/main)")
+    p.add_argument("--head", metavar="REF", help="the revision to plan (default: the working tree)")
+    p.add_argument(
+        "--no-source-check",
+        action="store_true",
+        help="skip asking the cloud for newer vendor images (no credentials, e.g. a fork's pull request)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -242,6 +388,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("--ami", help="an AMI of the last build (default: the build region's)")
     p.add_argument("--out", default="build")
+
+    p = add("plan", cmd_plan, "which images to build and why, against a base revision")
+    _plan_options(p)
+    p.add_argument("--format", choices=["table", "json", "matrix", "markdown"], default="table")
+
+    p = add("release", cmd_release, "build → verify → record → publish, parents first")
+    p.add_argument("images", nargs="*", metavar="IMAGE")
+    p.add_argument("--changed", action="store_true", help="release what `stamp plan` lists")
+    _plan_options(p, required=False)
+    p.add_argument("--parallel", type=int, default=1, metavar="N")
+    p.add_argument("--out", default="build")
+
+    p = add("record", cmd_record, "move verified build results into releases: in catalog.yaml")
+    p.add_argument("images", nargs="*", metavar="IMAGE")
+    p.add_argument("--out", default="build")
+
+    p = add("publish", cmd_publish, "reconcile launch permissions and SSM parameters with the catalog")
+    p.add_argument("images", nargs="*", metavar="IMAGE")
+    p.add_argument("--dry-run", action="store_true", help="print the diff, change nothing")
+
+    p = add("launch", cmd_launch, "stamp out N instances of an image's current release")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("--count", type=int, default=1)
+    p.add_argument("--region")
+    p.add_argument("--user-data", metavar="FILE", help="Jinja template: index, count, hostname, image, version…")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+
+    p = add("demo", cmd_demo, "the whole pipeline on the local cloud, in a scratch copy of the repository")
+    p.add_argument("--keep", action="store_true", help="keep the scratch workspace for inspection")
 
     p = add("local", cmd_local, "the embedded local cloud: up, down, status, env")
     p.add_argument("action", choices=["up", "down", "status", "env"])

@@ -1,0 +1,59 @@
+"""`stamp release`: build → verify → record → publish per image, parents first; a failure stops its dependants."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from stamp.build import Outcome, build_image, run_in_layers, verify_result
+from stamp.catalog import Catalog, load_catalog
+from stamp.clouds import Target
+from stamp.errors import PolicyError, VerifyError
+from stamp.record import record
+from stamp.results import BuildResult
+from stamp.share import publish
+
+# Marks a scratch copy of a repository whose catalog may take local-cloud releases (SPEC §5).
+WORKSPACE_MARKER = Path(".stamp") / "local-workspace"
+
+
+def ensure_may_record(catalog: Catalog, target: Target) -> None:
+    """Local-cloud AMIs exist only on this machine: they never go into a repository's real catalog."""
+    if target.kind == "local" and not (catalog.root / WORKSPACE_MARKER).exists():
+        raise PolicyError(
+            f"{catalog.path}: local-cloud releases are never recorded in the repository's own catalog",
+            hint="run the pipeline in a scratch copy (`stamp demo --keep` leaves one), or mark a copy you made"
+            f" with `mkdir -p .stamp && touch {WORKSPACE_MARKER}`",
+        )
+
+
+def release_one(catalog_path: Path, name: str, target: Target, *, build_root: Path) -> BuildResult:
+    # Re-read each time: a child builds from the release its parent recorded moments ago.
+    catalog = load_catalog(catalog_path)
+    result = build_image(catalog, name, target, build_root=build_root)
+    verdict = verify_result(catalog, result, target, build_root=build_root)
+    if verdict.verified != "passed":
+        raise VerifyError(
+            f"image '{name}' failed verification: {', '.join(verdict.failed_tests)}; not recorded, not shared",
+            hint=f"JUnit report: {verdict.verify_report}",
+        )
+    (release,) = record(catalog_path, [verdict])
+    report = publish(load_catalog(catalog_path), target.cloud, [name], dry_run=False)
+    for line in report.lines():
+        print(f"[{name}] publish: {line}", file=sys.stderr)
+    print(f"[{name}] released version {release.version}", file=sys.stderr)
+    return verdict
+
+
+def release_images(
+    catalog_path: Path, names: Sequence[str], target: Target, *, build_root: Path, parallel: int = 1
+) -> list[Outcome]:
+    catalog = load_catalog(catalog_path)
+    ensure_may_record(catalog, target)
+    return run_in_layers(
+        catalog,
+        names,
+        lambda name: release_one(catalog_path, name, target, build_root=build_root),
+        parallel=parallel,
+    )
