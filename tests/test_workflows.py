@@ -1,0 +1,196 @@
+"""The GitHub workflows: hardening rules, and merge.yml consuming exactly what `stamp plan --format matrix` prints."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from stamp.catalog import build_catalog, parse
+from stamp.plan import format_matrix, plan
+
+REPO = Path(__file__).resolve().parent.parent
+WORKFLOWS = REPO / ".github" / "workflows"
+FILES = sorted(WORKFLOWS.glob("*.yml"))
+SHA_PIN = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_./-]+@[0-9a-f]{40}$")
+USES_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<ref>\S+)\s*(?:#\s*(?P<comment>.*))?$")
+LAYER_MATRIX = re.compile(r"^\$\{\{ toJSON\(fromJSON\(needs\.plan\.outputs\.(\w+)\)\.layers\[(\d+)\]\) \}\}$")
+
+
+def load(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text())
+    assert isinstance(data, dict)
+    # YAML 1.1 reads the key `on` as the boolean True.
+    if True in data:
+        data["on"] = data.pop(True)
+    return data
+
+
+def jobs(path: Path) -> dict[str, dict[str, Any]]:
+    found = load(path)["jobs"]
+    assert isinstance(found, dict)
+    return found
+
+
+def steps(path: Path) -> list[dict[str, Any]]:
+    return [step for job in jobs(path).values() for step in job.get("steps", [])]
+
+
+def test_the_expected_workflows_exist() -> None:
+    assert {p.name for p in FILES} == {"build-layer.yml", "merge.yml", "pr.yml", "schedule.yml"}
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_every_action_is_pinned_by_commit_with_a_version_comment(path: Path) -> None:
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        match = USES_LINE.match(line)
+        if not match:
+            continue
+        ref = match["ref"]
+        if ref.startswith("./"):
+            continue  # a workflow of this repository, at the same commit
+        assert SHA_PIN.match(ref), f"{path.name}:{number}: {ref} is not pinned to a full commit SHA"
+        comment = match["comment"] or ""
+        assert re.match(r"v\d+", comment), f"{path.name}:{number}: {ref} needs a `# vX.Y.Z` comment"
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_every_checkout_drops_its_credentials(path: Path) -> None:
+    checkouts = [s for s in steps(path) if str(s.get("uses", "")).startswith("actions/checkout@")]
+    assert checkouts, f"{path.name} has no checkout"
+    for step in checkouts:
+        assert step.get("with", {}).get("persist-credentials") is False, f"{path.name}: {step}"
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_run_blocks_take_event_data_only_through_env(path: Path) -> None:
+    for step in steps(path):
+        script = step.get("run")
+        if script is None:
+            continue
+        assert "${{ github.event." not in script, f"{path.name}: {step.get('name')}"
+        # Branch names are attacker-chosen too; everything else goes through env as well, for one simple rule.
+        assert "${{" not in script, f"{path.name}: {step.get('name')} expands an expression inside run:"
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_permissions_are_empty_at_the_top_and_granted_per_job(path: Path) -> None:
+    data = load(path)
+    assert data["permissions"] == {}
+    for name, job in jobs(path).items():
+        assert "permissions" in job, f"{path.name}: job {name} must say which permissions it needs"
+    assert "pull_request_target" not in data["on"]
+    assert "workflow_run" not in data["on"]
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_aws_access_is_oidc_with_a_role_from_a_repository_variable(path: Path) -> None:
+    for step in steps(path):
+        if not str(step.get("uses", "")).startswith("aws-actions/configure-aws-credentials@"):
+            continue
+        given = step["with"]
+        assert re.fullmatch(r"\$\{\{ vars\.STAMP_(PLAN|BUILD|PUBLISH)_ROLE_ARN \}\}", given["role-to-assume"])
+        assert not {"aws-access-key-id", "aws-secret-access-key", "aws-session-token"} & set(given)
+
+
+def test_pull_requests_get_only_the_read_only_role() -> None:
+    roles = {s["with"]["role-to-assume"] for s in steps(WORKFLOWS / "pr.yml") if "role-to-assume" in s.get("with", {})}
+    assert roles == {"${{ vars.STAMP_PLAN_ROLE_ARN }}"}
+    pr_jobs = jobs(WORKFLOWS / "pr.yml")
+    assert pr_jobs["comment"]["permissions"] == {"pull-requests": "write"}
+    for name, job in pr_jobs.items():
+        granted = {k for k, v in job["permissions"].items() if v == "write"}
+        assert granted <= {"pull-requests", "id-token"}, name
+        assert "environment" not in job, name
+
+
+def test_build_and_publish_roles_are_used_only_from_their_environments() -> None:
+    for path in FILES:
+        for job in jobs(path).values():
+            roles = {str(s.get("with", {}).get("role-to-assume")) for s in job.get("steps", [])}
+            if any("BUILD_ROLE" in r for r in roles):
+                assert job.get("environment") == "build"
+            if any("PUBLISH_ROLE" in r for r in roles):
+                assert job.get("environment") == "publish"
+
+
+def test_merges_never_race_on_the_catalog() -> None:
+    assert load(WORKFLOWS / "merge.yml")["concurrency"] == {"group": "catalog-main", "cancel-in-progress": False}
+
+
+def matrix_keys_used(job: dict[str, Any]) -> set[str]:
+    return set(re.findall(r"\bmatrix\.([A-Za-z_][A-Za-z0-9_-]*)", json.dumps(job)))
+
+
+def test_merge_yml_consumes_exactly_what_plan_matrix_prints() -> None:
+    merge = jobs(WORKFLOWS / "merge.yml")
+
+    # The plan job publishes the matrix as an output, taken from `stamp plan --format matrix`.
+    plan_job = merge["plan"]
+    plan_step = next(s for s in plan_job["steps"] if s.get("id") == "plan")
+    assert "--format matrix > matrix.json" in plan_step["run"]
+    assert 'echo "matrix=$(jq -c . matrix.json)"' in plan_step["run"]
+    assert 'echo "layers=$layers"' in plan_step["run"]
+    assert plan_job["outputs"]["matrix"] == "${{ steps.plan.outputs.matrix }}"
+
+    # One job per layer, each consuming `fromJSON(needs.plan.outputs.matrix).layers[N]`, each after the last.
+    layer_jobs: dict[int, dict[str, Any]] = {}
+    for name, job in merge.items():
+        match = LAYER_MATRIX.match(str(job.get("with", {}).get("matrix", "")))
+        if match:
+            assert match[1] == "matrix"
+            layer_jobs[int(match[2])] = job
+            assert name == f"build-layer-{match[2]}"
+    assert sorted(layer_jobs) == list(range(len(layer_jobs)))
+    assert f'MAX_LAYERS: "{len(layer_jobs)}"' in (WORKFLOWS / "merge.yml").read_text()
+    for index, job in layer_jobs.items():
+        assert f"fromJSON(needs.plan.outputs.layers) > {index}" in job["if"]
+        if index:
+            assert f"build-layer-{index - 1}" in job["needs"]
+            assert f"needs.build-layer-{index - 1}.result == 'success'" in job["if"]
+        assert job["uses"] == "./.github/workflows/build-layer.yml"
+
+    # The called workflow runs one job per matrix entry, and uses exactly the keys each entry has.
+    called = jobs(WORKFLOWS / "build-layer.yml")
+    assert list(called) == ["build"]
+    build = called["build"]
+    assert build["strategy"]["matrix"] == "${{ fromJSON(inputs.matrix) }}"
+    used = matrix_keys_used(build)
+
+    text = (REPO / "catalog.yaml").read_text()
+    catalog = build_catalog(parse(text, REPO / "catalog.yaml"), text, REPO / "catalog.yaml", check_files=False)
+    root = next(n for n, image in catalog.images.items() if image.parent is None)
+    changed = [catalog.images[root].provision[0]]
+    result = plan(catalog, catalog, changed, source_lookup=None, now=datetime(2026, 11, 26, tzinfo=UTC))
+    printed = json.loads(format_matrix(result))
+    assert 1 < len(printed["layers"]) <= len(layer_jobs)
+    for index, layer in enumerate(printed["layers"]):
+        assert layer_jobs[index]  # a job exists for every layer the real catalog can produce
+        for entry in layer["include"]:
+            assert set(entry) == used, f"matrix entry {entry} vs keys used by build-layer.yml: {used}"
+            assert entry["layer"] == index
+
+
+def test_record_job_waits_for_every_layer_and_records_partial_success() -> None:
+    merge = jobs(WORKFLOWS / "merge.yml")
+    layers = [name for name in merge if name.startswith("build-layer-")]
+    record = merge["record"]
+    assert set(record["needs"]) == {"plan", *layers}
+    assert "!cancelled()" in record["if"]
+    assert record["environment"] == "publish"
+    script = next(s["run"] for s in record["steps"] if s.get("id") == "record")
+    assert "RECORD_MODE" in script
+    assert "git rebase" in script
+    assert [s.get("run") for s in record["steps"]][-1] == "stamp publish"
+
+
+def test_the_janitor_collects_only_what_no_running_build_can_own() -> None:
+    schedule = jobs(WORKFLOWS / "schedule.yml")
+    assert any(s.get("run") == "stamp gc --older-than 2h" for s in schedule["janitor"]["steps"])
+    build = jobs(WORKFLOWS / "build-layer.yml")["build"]
+    assert build["timeout-minutes"] < 120
