@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from fakes import FakeCloud
+from stamp.aws import AwsCloud
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -57,3 +58,34 @@ def moto(moto_server: MotoEndpoint, monkeypatch: pytest.MonkeyPatch) -> Iterator
 @pytest.fixture
 def fake_cloud() -> FakeCloud:
     return FakeCloud()
+
+
+@pytest.fixture
+def aws(moto: MotoEndpoint) -> AwsCloud:
+    """The real boto3 implementation pointed at the moto server."""
+    return AwsCloud(moto.url, max_attempts=3, retry_mode="standard")
+
+
+MakeAmi = Callable[..., str]
+
+
+@pytest.fixture
+def make_ami(aws: AwsCloud) -> MakeAmi:
+    """Creates an AMI the way a build does: an instance from one of moto's seeded images, then CreateImage."""
+    from moto.ec2.models.amis import AMIS
+
+    # moto seeds the same list of vendor images in every region; listing them all over HTTP is slow.
+    source = str(AMIS[0]["ami_id"])
+
+    def make(region: str = "us-east-1", name: str = "web-1", tags: dict[str, str] | None = None) -> str:
+        ec2 = aws.ec2(region)
+        instance = ec2.run_instances(ImageId=source, InstanceType="t3.micro", MinCount=1, MaxCount=1)
+        instance_id = instance["Instances"][0]["InstanceId"]
+        ami_id = ec2.create_image(InstanceId=instance_id, Name=name)["ImageId"]
+        ec2.terminate_instances(InstanceIds=[instance_id])
+        if tags:
+            aws.create_tags(region, [ami_id], tags)
+        aws.reset_call_counts()
+        return ami_id
+
+    return make

@@ -100,8 +100,10 @@ class AwsCloud:
         self.max_attempts = max_attempts
         # Adaptive mode also rate-limits on the client side, which keeps a many-region publish under EC2's
         # request-rate limits instead of retrying into them (botocore's default gives up after ~1.5 s).
+        # total_max_attempts counts the first try too; botocore's `max_attempts` key counts retries only:
+        # https://boto3.amazonaws.com/v1/documentation/api/latest/guide/retries.html
         self._config = Config(
-            retries={"mode": retry_mode, "max_attempts": max_attempts},
+            retries={"mode": retry_mode, "total_max_attempts": max_attempts},
             connect_timeout=10,
             read_timeout=60,
             max_pool_connections=32,
