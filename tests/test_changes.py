@@ -481,3 +481,15 @@ def test_shallow_clone_without_the_base_says_to_fetch(repo: Repo) -> None:
         plan_between(clone, first, "HEAD", source_lookup=None, now=NOW)
     assert f"unknown git revision '{first}'" in caught.value.message
     assert "fetch-depth: 0" in caught.value.hint
+
+
+def test_catalog_path_may_be_given_from_the_working_directory(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = repo.git("rev-parse", "HEAD")
+    repo.write("images/app/files/app.py", "print('cwd')\n")
+    repo.commit("app")
+    monkeypatch.chdir(repo.root.parent)
+
+    result = plan_between(
+        repo.root, base, "HEAD", catalog_path=Path("catalog-repo/catalog.yaml"), source_lookup=None, now=NOW
+    )
+    assert summary(result) == {"app": [("file_changed", "images/app/files/app.py")]}

@@ -146,10 +146,17 @@ def _check_tree(repo: Path, commit: str, catalog: Catalog, text: str, where: Pat
 
 
 def _relative(repo: Path, path: Path) -> str:
-    if not path.is_absolute():
-        return path.as_posix()
+    """`path` relative to `repo`; a relative `path` is taken from the working directory when it exists there
+    (as `--catalog` is), otherwise from `repo`."""
+    root = repo.resolve()
+    if path.is_absolute():
+        candidate = path
+    elif (Path.cwd() / path).exists() and (Path.cwd() / path).resolve().is_relative_to(root):
+        candidate = Path.cwd() / path
+    else:
+        candidate = root / path
     try:
-        return path.resolve().relative_to(repo.resolve()).as_posix()
+        return candidate.resolve().relative_to(root).as_posix()
     except ValueError:
         raise CatalogError(f"{path} is not inside the repository {repo}") from None
 
