@@ -194,3 +194,29 @@ def test_the_janitor_collects_only_what_no_running_build_can_own() -> None:
     assert any(s.get("run") == "stamp gc --older-than 2h" for s in schedule["janitor"]["steps"])
     build = jobs(WORKFLOWS / "build-layer.yml")["build"]
     assert build["timeout-minutes"] < 120
+
+
+def test_adopting_guide_policies_parse_and_match_the_workflows() -> None:
+    guide = (REPO / "docs" / "adopting.md").read_text()
+    policies = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", guide, re.S)]
+    assert len(policies) == 4  # the plan role's trust policy and the three permission policies
+    subs = {
+        sub
+        for policy in policies
+        for statement in policy["Statement"]
+        for sub in _as_list(
+            statement.get("Condition", {}).get("StringEquals", {}).get("token.actions.githubusercontent.com:sub")
+        )
+    }
+    assert "repo:example-org/images:pull_request" in subs
+    environments = {job["environment"] for path in FILES for job in jobs(path).values() if "environment" in job}
+    assert environments == {"build", "publish"}
+    # Trust policies written out in the guide, plus the two given as `sub` values in its text.
+    for environment in environments:
+        assert f"repo:example-org/images:environment:{environment}" in guide
+
+
+def _as_list(value: object) -> list[object]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
