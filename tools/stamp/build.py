@@ -79,8 +79,10 @@ def build_image(catalog: Catalog, name: str, target: Target, *, build_root: Path
     build_id = new_build_id(name, started)
     source_ami, source = resolve_source(catalog, image, target)
     out = build_root / name
-    write_render(render_image(catalog, name, packer_version=packer.detect_version()), out)
+    packer_version = packer.detect_version()
+    write_render(render_image(catalog, name, packer_version=packer_version), out)
     (out / MANIFEST_FILE).unlink(missing_ok=True)
+    packer.init(out, env=target.packer_env)
     variables = {"repo_root": str(catalog.root), "build_id": build_id}
     timings: dict[str, float] = {}
     say(f"[{name}] build {build_id} from {source_ami} in {image.regions[0]} ({target.kind})")
@@ -114,6 +116,8 @@ def build_image(catalog: Catalog, name: str, target: Target, *, build_root: Path
                 f"{', '.join(image.regions)}",
                 hint=f"nothing was recorded or shared; `stamp gc` removes what build {build_id} created",
             )
+        if image.parent is None:
+            source = ReleaseSource(amis={image.regions[0]: _source_packer_used(target, image, amis, source_ami)})
         if target.local is not None and container is not None:
             clock = time.monotonic()
             local.commit(target.local, container.container_id, list(amis.values()))
@@ -130,12 +134,20 @@ def build_image(catalog: Catalog, name: str, target: Target, *, build_root: Path
         commit=git_commit(catalog.root),
         started_at=iso(started),
         finished_at=iso(utc_now()),
-        packer_version=".".join(map(str, packer.detect_version())),
+        packer_version=".".join(map(str, packer_version)),
         timings=timings,
     )
     write_result(build_root, result)
     say(f"[{name}] built: " + ", ".join(f"{r} {a}" for r, a in amis.items()))
     return result
+
+
+def _source_packer_used(target: Target, image: Image, amis: dict[str, str], looked_up: str) -> str:
+    """The vendor AMI Packer resolved (its `stamp:source-ami` tag); the filter may have moved since our look-up."""
+    region = image.regions[0]
+    details = target.cloud.describe_image(region, amis[region])
+    used = details.tags.get("stamp:source-ami", "") if details else ""
+    return used if used.startswith("ami-") else looked_up
 
 
 def run_in_layers(

@@ -228,10 +228,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         "markdown": plans.format_markdown,
     }
     text = formatters[args.format](found)
-    if args.format == "table":
-        say(text)
-    else:
-        print(text)
+    # The table is for people (stderr); the other formats feed workflows and PR comments (stdout).
+    (sys.stderr if args.format == "table" else sys.stdout).write(text if text.endswith("\n") else text + "\n")
     return 0
 
 
