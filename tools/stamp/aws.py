@@ -91,6 +91,7 @@ class AwsCloud:
         max_attempts: int = 10,
         retry_mode: Literal["standard", "adaptive"] = "adaptive",
         session: boto3.session.Session | None = None,
+        credentials: tuple[str, str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -109,6 +110,8 @@ class AwsCloud:
             max_pool_connections=32,
         )
         self._session = session
+        # Static keys for the local cloud, so its throwaway keys never have to sit in the environment.
+        self._credentials = credentials
         self._sleep = sleep
         self._clock = clock
         self._clients: dict[tuple[str, str], Any] = {}
@@ -132,7 +135,12 @@ class AwsCloud:
             client = self._clients.get(key)
             if client is None:
                 if self._session is None:
-                    self._session = boto3.session.Session()
+                    keys = self._credentials
+                    self._session = (
+                        boto3.session.Session(aws_access_key_id=keys[0], aws_secret_access_key=keys[1])
+                        if keys
+                        else boto3.session.Session()
+                    )
                 client = self._session.client(
                     service,  # type: ignore[call-overload]
                     region_name=region,

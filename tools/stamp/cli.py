@@ -263,15 +263,9 @@ def cmd_record(args: argparse.Namespace) -> int:
     catalog = _catalog(args)
     names = _images(catalog, args.images or [n for n in catalog.images if (Path(args.out) / n).is_dir()])
     results = [read_result(Path(args.out), name) for name in names]
-    for result in results:
-        if result.cloud != args.cloud:
-            raise UsageError(
-                f"the build of '{result.image}' ran on the {result.cloud} cloud, not {args.cloud}",
-                hint=f"pass --cloud {result.cloud}",
-            )
     if args.cloud == "local":
         ensure_may_record(catalog, _target(args, catalog))
-    for release, result in zip(record(catalog.path, results), results, strict=True):
+    for release, result in zip(record(catalog.path, results, cloud=args.cloud), results, strict=True):
         say(f"recorded {result.image} version {release.version}: " + " ".join(release.amis.values()))
     return 0
 
@@ -282,8 +276,11 @@ def cmd_publish(args: argparse.Namespace) -> int:
     catalog = _catalog(args)
     names = _images(catalog, args.images) if args.images else None
     report = publish(catalog, _target(args, catalog).cloud, names, dry_run=args.dry_run)
-    for line in report.lines():
-        say(line)
+    if args.format == "json":
+        emit(report.as_dict())
+    else:
+        for line in report.lines():
+            say(line)
     return 0
 
 
@@ -405,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("publish", cmd_publish, "reconcile launch permissions and SSM parameters with the catalog")
     p.add_argument("images", nargs="*", metavar="IMAGE")
     p.add_argument("--dry-run", action="store_true", help="print the diff, change nothing")
+    p.add_argument("--format", choices=["text", "json"], default="text")
 
     p = add("launch", cmd_launch, "stamp out N instances of an image's current release")
     p.add_argument("image", metavar="IMAGE")

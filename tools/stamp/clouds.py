@@ -53,9 +53,6 @@ def target_for(kind: CloudKind, catalog: Catalog) -> Target:
     if local.status(catalog.root) is None:
         print("local cloud: starting (moto server, container engine, base image)…", file=sys.stderr)
     cloud = local.up(catalog.root, seeds_for(catalog))
-    return Target(
-        "local",
-        AwsCloud(cloud.endpoint_url),
-        local.aws_env(cloud),
-        cloud,
-    )
+    env = local.aws_env(cloud)
+    keys = (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
+    return Target("local", AwsCloud(cloud.endpoint_url, credentials=keys), env, cloud)

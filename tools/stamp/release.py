@@ -38,7 +38,7 @@ def release_one(catalog_path: Path, name: str, target: Target, *, build_root: Pa
             f"image '{name}' failed verification: {', '.join(verdict.failed_tests)}; not recorded, not shared",
             hint=f"JUnit report: {verdict.verify_report}",
         )
-    (release,) = record(catalog_path, [verdict])
+    (release,) = record(catalog_path, [verdict], cloud=target.kind)
     report = publish(load_catalog(catalog_path), target.cloud, [name], dry_run=False)
     for line in report.lines():
         print(f"[{name}] publish: {line}", file=sys.stderr)

@@ -1,0 +1,158 @@
+"""The Stamp pattern end to end on the local cloud: real Packer, real moto over HTTP, real containers, testinfra."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from stamp import local
+from stamp.aws import AwsCloud
+from stamp.build import Outcome
+from stamp.catalog import load_catalog
+from stamp.clouds import Target, target_for
+from stamp.demo import copy_repository
+from stamp.launch import launch_instances
+from stamp.release import WORKSPACE_MARKER, release_images
+from stamp.share import publish
+
+pytestmark = pytest.mark.e2e
+REPO = Path(__file__).resolve().parents[2]
+FAILING_TEST = """
+def test_this_image_has_a_file_nobody_installed(host):
+    assert host.file("/etc/not-installed-by-anyone").exists
+"""
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    workspace: Path
+    target: Target
+    outcomes: list[Outcome]
+    catalog_before: str
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.workspace / "catalog.yaml"
+
+
+def _git(workspace: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(workspace), *args], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    """A scratch copy of this repository with base and web released on its own local cloud."""
+    workspace = tmp_path_factory.mktemp("workspace")
+    copy_repository(REPO, workspace)
+    (workspace / WORKSPACE_MARKER).parent.mkdir(parents=True, exist_ok=True)
+    (workspace / WORKSPACE_MARKER).touch()
+    _git(workspace, "init", "-q", "-b", "main")
+    _git(workspace, "-c", "user.name=t", "-c", "user.email=t@t.invalid", "add", "-A")
+    _git(workspace, "-c", "user.name=t", "-c", "user.email=t@t.invalid", "commit", "-qm", "init")
+    catalog_path = workspace / "catalog.yaml"
+    before = catalog_path.read_text()
+    target = target_for("local", load_catalog(catalog_path))
+    try:
+        outcomes = release_images(catalog_path, ["base", "web"], target, build_root=workspace / "build", parallel=2)
+        yield Pipeline(workspace, target, outcomes, before)
+    finally:
+        local.down(workspace)
+
+
+def test_release_succeeds_parents_first(pipeline: Pipeline) -> None:
+    assert [(o.image, o.error, o.skipped_because) for o in pipeline.outcomes] == [
+        ("base", None, None),
+        ("web", None, None),
+    ]
+    catalog = load_catalog(pipeline.catalog_path)
+    web = catalog.current_release("web")
+    base = catalog.current_release("base")
+    assert base is not None and web is not None
+    assert web.source.image == "base" and web.source.version == base.version
+    assert set(web.amis) == {"us-east-1", "eu-west-1"}
+
+
+def test_amis_exist_in_moto_with_the_build_id_tag(pipeline: Pipeline) -> None:
+    catalog = load_catalog(pipeline.catalog_path)
+    for name in ("base", "web"):
+        release = catalog.current_release(name)
+        assert release is not None
+        for region, ami_id in release.amis.items():
+            details = pipeline.target.cloud.describe_image(region, ami_id)
+            assert details is not None, (name, region)
+            assert details.state == "available"
+            assert details.tags["stamp:build-id"] == release.build_id
+
+
+def test_record_changes_nothing_outside_releases(pipeline: Pipeline) -> None:
+    after = pipeline.catalog_path.read_text()
+    head, _, _ = pipeline.catalog_before.partition("\nreleases:")
+    assert after.startswith(head + "\nreleases:")
+    assert "web:" in after.partition("\nreleases:")[2]
+
+
+def test_launch_permissions_are_exactly_the_catalogs_and_a_second_publish_modifies_nothing(
+    pipeline: Pipeline,
+) -> None:
+    catalog = load_catalog(pipeline.catalog_path)
+    cloud = pipeline.target.cloud
+    release = catalog.current_release("web")
+    assert release is not None
+    for region, ami_id in release.amis.items():
+        shared = cloud.get_launch_permissions(region, ami_id)
+        assert shared.accounts == frozenset({"111122223333", "444455556666"}), region
+        assert not shared.organizations and not shared.public
+    assert isinstance(cloud, AwsCloud)
+    before = cloud.call_counts()
+    report = publish(catalog, cloud, ["base", "web"], dry_run=False)
+    after = cloud.call_counts()
+    assert after.get("ModifyImageAttribute", 0) == before.get("ModifyImageAttribute", 0)
+    assert after.get("PutParameter", 0) == before.get("PutParameter", 0)
+    assert not [line for line in report.lines() if line.lstrip().startswith(("+", "-"))]
+
+
+def test_a_fresh_instance_has_the_images_files_and_packages(pipeline: Pipeline) -> None:
+    catalog = load_catalog(pipeline.catalog_path)
+    launched = launch_instances(catalog, "web", pipeline.target, count=2)
+    assert len({item.instance_id for item in launched}) == 2
+    for item in launched:
+        check = subprocess.run(
+            [*item.ssh.split(), "dpkg-query -W -f='${Status}' nginx; cat /etc/stamp-instance; curl -fsS localhost"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert check.returncode == 0, check.stderr
+        assert "install ok installed" in check.stdout
+        assert f"index={item.index} count=2" in check.stdout
+        assert "stamp" in check.stdout.lower()
+
+
+def test_a_failing_image_test_stops_the_release_before_record_and_publish(pipeline: Pipeline) -> None:
+    tests = pipeline.workspace / "images" / "broken" / "tests"
+    tests.mkdir(parents=True)
+    (tests / "test_broken.py").write_text(FAILING_TEST)
+    catalog_text = pipeline.catalog_path.read_text().replace(
+        "\nreleases:",
+        '\n  broken:\n    parent: base\n    tests: images/broken/tests\n    share: {accounts: ["111122223333"]}\n'
+        "\nreleases:",
+        1,
+    )
+    pipeline.catalog_path.write_text(catalog_text)
+    outcomes = release_images(
+        pipeline.catalog_path, ["broken"], pipeline.target, build_root=pipeline.workspace / "build"
+    )
+    assert len(outcomes) == 1 and outcomes[0].error is not None
+    assert outcomes[0].error.exit_code == 4
+    assert "test_this_image_has_a_file_nobody_installed" in str(outcomes[0].error)
+    assert pipeline.catalog_path.read_text() == catalog_text
+    built = (pipeline.workspace / "build" / "broken" / "result.json").read_text()
+    assert '"verified": "failed"' in built
+    amis = json.loads(built)["amis"]
+    for region, ami_id in amis.items():
+        assert not pipeline.target.cloud.get_launch_permissions(region, ami_id)
