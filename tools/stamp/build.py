@@ -150,6 +150,11 @@ def _source_packer_used(target: Target, image: Image, amis: dict[str, str], look
     return used if used.startswith("ami-") else looked_up
 
 
+def _repo_relative(path: Path, root: Path) -> str:
+    resolved = path.resolve()
+    return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(resolved)
+
+
 def run_in_layers(
     catalog: Catalog,
     names: Sequence[str],
@@ -213,7 +218,7 @@ def verify_result(catalog: Catalog, result: BuildResult, target: Target, *, buil
         | {
             "verified": "failed" if report.failed else "passed",
             "failed_tests": list(report.failed),
-            "verify_report": str(report.junit),
+            "verify_report": _repo_relative(report.junit, catalog.root),
             "timings": result.timings | {"verify": round(time.monotonic() - clock, 2)},
         }
     )

@@ -103,7 +103,7 @@ def summary(catalog: Catalog, build_root: Path) -> str:
         try:
             result = read_result(build_root, name)
             if result.verify_report:
-                report = read_junit(Path(result.verify_report))
+                report = read_junit(catalog.root / result.verify_report)
                 tests = f"{report.passed}/{report.total}"
         except StampError:
             tests = "? (no report)"
