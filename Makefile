@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/bin/stamp
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup system-deps demo test test-unit lint typecheck bench schema clean
+.PHONY: help setup system-deps demo test test-reliability lint typecheck bench schema clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ demo: setup ## the whole GitOps flow on the local cloud, in a scratch copy of th
 
 test: setup lint typecheck ## lint, type-check and the whole test suite (end-to-end on the local cloud included)
 	$(PY) -m pytest
+
+test-reliability: setup ## the reliability suite alone; prints its scoreboard table
+	$(PY) -m pytest tests/reliability
 
 lint: setup ## ruff, shellcheck, actionlint and zizmor
 	$(VENV)/bin/ruff check tools tests bench
