@@ -45,8 +45,9 @@ lint: setup ## ruff, shellcheck, actionlint and zizmor
 typecheck: setup ## mypy --strict over tools/ and tests/
 	$(VENV)/bin/mypy
 
-bench: setup ## benchmarks: ratios measured side by side in one run
+bench: setup ## benchmarks: ratios measured side by side in one run, then the local child-image loop
 	$(PY) bench/run.py
+	$(PY) bench/child_loop.py
 
 schema: setup ## regenerate docs/catalog.schema.json from the models
 	$(STAMP) schema > docs/catalog.schema.json

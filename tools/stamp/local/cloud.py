@@ -125,6 +125,11 @@ def ssh_config_text(private_key: Path) -> str:
         "  PasswordAuthentication no\n"
         "  ConnectTimeout 5\n"
         "  LogLevel ERROR\n"
+        # testinfra opens one ssh per check: sharing one connection per instance makes verification ~2x faster.
+        # The socket path is short on purpose (sun_path holds 108 bytes); %C hashes host, port and user.
+        "  ControlMaster auto\n"
+        "  ControlPath /tmp/stamp-ssh-%C\n"
+        "  ControlPersist 15s\n"
     )
 
 
