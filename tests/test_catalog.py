@@ -119,11 +119,13 @@ BAD_CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_CASES))
-def test_bad_input_exits_1_naming_file_line_and_key(case: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_input_exits_1_naming_file_line_and_key(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (old, new), line, key, fragment = BAD_CASES[case]
     assert old in GOOD, case
     path = _write(Path(case.replace(" ", "-")), GOOD.replace(old, new, 1))
-    assert main(["lookup", "web", "--catalog", str(path)]) == 1
+    assert main(["validate", "--catalog", str(path), "--out", str(tmp_path / "render")]) == 1
     err = capsys.readouterr().err
     assert re.search(rf"{re.escape(path.name)}:{line}:\d+: ", err), err
     assert key in err, err
@@ -181,6 +183,11 @@ def test_junk_is_refused_cleanly(tmp_path: Path, content: bytes, fragment: str) 
 def test_missing_catalog_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(CatalogProblems, match="no such file"):
         load_catalog(tmp_path / "catalog.yaml")
+
+
+def test_validate_passes_on_the_good_fixture(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "--catalog", str(FIXTURES / "good.yaml"), "--out", str(tmp_path)]) == 0
+    assert "packer fmt and packer validate: OK for base, web" in capsys.readouterr().err
 
 
 def test_the_repository_catalog_loads() -> None:
