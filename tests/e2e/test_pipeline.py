@@ -14,6 +14,7 @@ from stamp import local
 from stamp.aws import AwsCloud
 from stamp.build import Outcome
 from stamp.catalog import load_catalog
+from stamp.cli import main
 from stamp.clouds import Target, target_for
 from stamp.demo import copy_repository
 from stamp.launch import launch_instances
@@ -131,6 +132,50 @@ def test_a_fresh_instance_has_the_images_files_and_packages(pipeline: Pipeline) 
         assert "install ok installed" in check.stdout
         assert f"index={item.index} count=2" in check.stdout
         assert "stamp" in check.stdout.lower()
+
+
+def test_a_newer_vendor_image_in_the_local_cloud_rebuilds_base_and_its_children(
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
+    local.up(
+        pipeline.workspace,
+        [
+            local.SeedImage(
+                name="debian-12-amd64-20261125-0815",
+                owner_id="136693071363",
+                creation_date="2026-11-25T08:15:00.000Z",
+            )
+        ],
+    )
+    capsys.readouterr()
+    code = main(
+        ["plan", "--base", "HEAD", "--format", "json", "--cloud", "local", "--catalog", str(pipeline.catalog_path)]
+    )
+    assert code == 0
+    plan = json.loads(capsys.readouterr().out)
+    reasons = {item["name"]: {r["kind"] for r in item["reasons"]} for item in plan["images"]}
+    assert "new_source_image" in reasons["base"]
+    assert reasons["web"] == {"parent_rebuilt"}
+    assert "parent_rebuilt" in reasons["app"]
+    assert plan["order"].index("base") < plan["order"].index("web")
+
+
+def test_the_image_itself_carries_no_identity(pipeline: Pipeline) -> None:
+    """Safe to stamp: no host keys, login keys, history or machine ID baked into the image."""
+    catalog = load_catalog(pipeline.catalog_path)
+    release = catalog.current_release("web")
+    assert release is not None and pipeline.target.local is not None
+    engine = pipeline.target.local.engine_handle
+    probe = (
+        "ls /etc/ssh/ssh_host_* /home/*/.ssh/authorized_keys /root/.ssh/authorized_keys /root/.bash_history"
+        " /var/lib/dbus/machine-id 2>/dev/null; printf 'machine-id:%s' \"$(cat /etc/machine-id)\""
+    )
+    done = engine.run(
+        ["run", "--rm", "--entrypoint", "/bin/sh", local.container_image_for(release.amis["us-east-1"]), "-c", probe],
+        what="inspecting the web image",
+        check=False,
+    )
+    assert done.stdout.strip() == "machine-id:", done.stdout + done.stderr
 
 
 def test_a_failing_image_test_stops_the_release_before_record_and_publish(pipeline: Pipeline) -> None:
