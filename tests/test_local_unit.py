@@ -12,7 +12,7 @@ import pytest
 from stamp.errors import BuildError, CatalogError
 from stamp.local import LocalCloud, SeedImage, aws_env, container_image_for, seed_ami_id
 from stamp.local.baseimage import INIT_SCRIPT, USER_DATA_UNIT, customize_hook
-from stamp.local.cloud import _write_amis, cloud_id, ssh_config_text
+from stamp.local.cloud import _write_amis, cloud_id
 from stamp.local.seeds import moto_amis
 from stamp.local.sources import (
     AptSource,
@@ -21,6 +21,7 @@ from stamp.local.sources import (
     parse_one_line,
     read_apt_sources,
 )
+from stamp.ssh import ssh_config_text
 
 SEED = SeedImage(
     name="debian-12-amd64-20261101-1234",

@@ -6,8 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import MakeAmi
+from stamp.aws import AwsCloud
 from stamp.errors import VerifyError
-from stamp.verify import Host, pytest_args, read_junit
+from stamp.launchers import AwsLauncher
+from stamp.verify import Host, launched, pytest_args, read_junit
 
 JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 <testsuites><testsuite name="pytest" errors="0" failures="1" tests="3">
@@ -40,3 +43,28 @@ def test_pytest_args_point_testinfra_at_the_host_over_ssh(tmp_path: Path) -> Non
     assert f"--ssh-config={tmp_path / 'ssh_config'}" in args
     assert f"--junitxml={tmp_path / 'j.xml'}" in args
     assert args[args.index("-c") + 1] == "/dev/null"
+
+
+def test_aws_launcher_runs_tags_and_cleans_up_against_moto(aws: AwsCloud, make_ami: MakeAmi, tmp_path: Path) -> None:
+    """The EC2 side of verification on the real moto server; moto's instances run no sshd, so login is stubbed."""
+    ami_id = make_ami("us-east-1", "web-verify")
+    logins: list[Host] = []
+    launcher = AwsLauncher(
+        cloud=aws,
+        region="us-east-1",
+        instance_type="t3.micro",
+        work_dir=tmp_path,
+        key_id="web-test",
+        wait_for_login=lambda config, host, timeout: logins.append(host),
+    )
+    labels = {"stamp:build-id": "web-20261126-abc"}
+    with launched(launcher, ami_id, names=["v-1", "v-2"], ssh_user="admin", build_id="web-20261126-abc") as hosts:
+        assert len(hosts) == 2 and logins == hosts
+        running = aws.describe_instances("us-east-1", [h.instance_id for h in hosts])
+        assert {i.state for i in running} == {"running"}
+        tagged = {r.kind for r in aws.list_tagged("us-east-1", value=labels["stamp:build-id"])}
+        assert {"instance", "key-pair"} <= tagged
+        assert (tmp_path / "ssh_config").read_text().count("IdentityFile") == 1
+    after = aws.describe_instances("us-east-1", [h.instance_id for h in hosts])
+    assert {i.state for i in after} <= {"shutting-down", "terminated"}
+    assert not [r for r in aws.list_tagged("us-east-1", value=labels["stamp:build-id"]) if r.kind == "key-pair"]

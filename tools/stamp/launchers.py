@@ -1,14 +1,20 @@
-"""Launchers: how verification and `stamp launch` get instances, on the local cloud or on AWS."""
+"""Launchers: how verification gets instances — containers on the local cloud, EC2 instances on AWS."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from stamp import local, proc
 from stamp.catalog import Image
+from stamp.cloud import Cloud
 from stamp.clouds import Target
 from stamp.errors import CloudError
+from stamp.ssh import banner_answers, login_problem, ssh_args, ssh_config_text
 from stamp.verify import Host, Launcher
 
 
@@ -22,33 +28,142 @@ class LocalLauncher:
     def ssh_config(self) -> Path:
         return self.cloud.ssh_config
 
-    def launch(
-        self, ami_id: str, *, name: str, ssh_user: str, labels: dict[str, str], user_data: str | None = None
-    ) -> Host:
-        instance = local.launch(self.cloud, ami_id, name=name, ssh_user=ssh_user, labels=labels, user_data=user_data)
+    def launch(self, ami_id: str, *, name: str, ssh_user: str, labels: dict[str, str]) -> Host:
+        instance = local.launch(self.cloud, ami_id, name=name, ssh_user=ssh_user, labels=labels)
         return Host(instance.container_id, instance.ssh_host, instance.ssh_port, instance.ssh_user)
 
     def terminate(self, host: Host) -> None:
         local.terminate(self.cloud, host.instance_id)
 
     def run(self, host: Host, command: str) -> str:
-        args = [
-            "ssh",
-            "-F",
-            str(self.ssh_config),
-            "-p",
-            str(host.ssh_port),
-            f"{host.ssh_user}@{host.ssh_host}",
-            command,
-        ]
-        return proc.run(args, echo=False, timeout=60).stdout
+        return run_over_ssh(self.ssh_config, host, command)
 
 
-def launcher_for(target: Target, image: Image) -> Launcher:
-    """The launcher for a command's cloud: containers locally; EC2 instances need `stamp verify` on AWS."""
+def run_over_ssh(config: Path, host: Host, command: str) -> str:
+    return proc.run(
+        ssh_args(config, host.ssh_host, host.ssh_port, host.ssh_user, command), echo=False, timeout=60
+    ).stdout
+
+
+@dataclass
+class AwsLauncher:
+    """EC2 instances with a key pair made for this verification; the runner must reach them on port 22.
+
+    Which network path that is depends on the organisation: `STAMP_VERIFY_SECURITY_GROUP_IDS` names security
+    groups that admit the runner, and `STAMP_VERIFY_PRIVATE_IP=1` connects to private addresses (a runner
+    inside the VPC). Both are read once, by `launcher_for`.
+    """
+
+    cloud: Cloud
+    region: str
+    instance_type: str
+    work_dir: Path
+    key_id: str
+    security_group_ids: tuple[str, ...] = ()
+    private_ip: bool = False
+    timeout: float = 600.0
+    wait_for_login: Callable[[Path, Host, float], None] | None = None
+    _key_name: str | None = field(default=None, init=False)
+    _running: set[str] = field(default_factory=set, init=False)
+
+    @property
+    def ssh_config(self) -> Path:
+        return self.work_dir / "ssh_config"
+
+    def launch(self, ami_id: str, *, name: str, ssh_user: str, labels: dict[str, str]) -> Host:
+        key_name = self._ensure_key_pair(labels)
+        (instance,) = self.cloud.run_instances(
+            self.region,
+            ami_id,
+            count=1,
+            instance_type=self.instance_type,
+            key_name=key_name,
+            security_group_ids=self.security_group_ids,
+            tags={"Name": name, **labels},
+        )
+        self._running.add(instance.instance_id)
+        address = self._wait_for_address(instance.instance_id)
+        host = Host(instance.instance_id, address, 22, ssh_user)
+        (self.wait_for_login or wait_for_login)(self.ssh_config, host, self.timeout)
+        return host
+
+    def terminate(self, host: Host) -> None:
+        self.cloud.terminate_instances(self.region, [host.instance_id])
+        self._running.discard(host.instance_id)
+        if not self._running and self._key_name is not None:
+            self.cloud.delete_key_pair(self.region, self._key_name)
+            self._key_name = None
+
+    def run(self, host: Host, command: str) -> str:
+        return run_over_ssh(self.ssh_config, host, command)
+
+    def _ensure_key_pair(self, tags: dict[str, str]) -> str:
+        # Tagged like the instances (stamp:build-id), so the janitor finds a key pair a killed run left behind.
+        if self._key_name is None:
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            private_key = self.work_dir / "id_ed25519"
+            if not private_key.exists():
+                proc.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", self.key_id, "-f", str(private_key)])
+            self.ssh_config.write_text(ssh_config_text(private_key), encoding="utf-8")
+            name = f"stamp-verify-{self.key_id}"
+            public_key = private_key.with_suffix(".pub").read_text(encoding="utf-8")
+            self.cloud.import_key_pair(self.region, name, public_key, tags=tags)
+            self._key_name = name
+        return self._key_name
+
+    def _wait_for_address(self, instance_id: str) -> str:
+        deadline = time.monotonic() + self.timeout
+        state = "unknown"
+        while time.monotonic() < deadline:
+            found = self.cloud.describe_instances(self.region, [instance_id])
+            if found:
+                state = found[0].state
+                address = found[0].private_ip if self.private_ip else found[0].public_ip
+                if state == "running" and address:
+                    return address
+                if state in ("shutting-down", "terminated", "stopped"):
+                    break
+            time.sleep(2)
+        raise CloudError(
+            f"instance {instance_id} in {self.region} is {state} without a"
+            f" {'private' if self.private_ip else 'public'} address",
+            hint="set STAMP_VERIFY_PRIVATE_IP=1 for a runner inside the VPC, or launch into a subnet with public IPs",
+        )
+
+
+def wait_for_login(config: Path, host: Host, timeout: float) -> None:
+    """Wait for sshd's banner, then for a real login (cloud-init installs the key a little after sshd starts)."""
+    deadline = time.monotonic() + timeout
+    last = "no SSH banner yet"
+    while time.monotonic() < deadline:
+        if banner_answers(host.ssh_host, host.ssh_port):
+            problem = login_problem(config, host.ssh_host, host.ssh_port, host.ssh_user)
+            if problem is None:
+                return
+            last = problem
+        time.sleep(3)
+    raise CloudError(
+        f"instance {host.instance_id} did not accept SSH logins as {host.ssh_user} at {host.ssh_host}:22"
+        f" within {timeout:.0f} s: {last}",
+        hint="check that the security groups admit this runner on port 22 (STAMP_VERIFY_SECURITY_GROUP_IDS)",
+    )
+
+
+def launcher_for(
+    target: Target, image: Image, *, work_dir: Path | None = None, env: Mapping[str, str] | None = None
+) -> Launcher:
+    """Containers on the local cloud; EC2 instances in the image's build region on AWS."""
     if target.local is not None:
         return LocalLauncher(target.local)
-    raise CloudError(
-        f"verifying image '{image.name}' on AWS needs a runner that can reach the instance over SSH",
-        hint="run the verify job inside the VPC (see docs/adopting.md), or verify with --cloud local",
+    env = os.environ if env is None else env
+    groups = tuple(g for g in env.get("STAMP_VERIFY_SECURITY_GROUP_IDS", "").split(",") if g.strip())
+    return AwsLauncher(
+        cloud=target.cloud,
+        region=image.regions[0],
+        instance_type=image.instance_type,
+        work_dir=work_dir or Path("build") / image.name / "verify-ssh",
+        # Names the key pair; the instances also carry the build's own stamp:build-id through their labels.
+        key_id=f"{image.name}-{secrets.token_hex(4)}",
+        security_group_ids=tuple(g.strip() for g in groups),
+        private_ip=env.get("STAMP_VERIFY_PRIVATE_IP", "") in ("1", "true", "yes"),
     )

@@ -23,6 +23,7 @@ from stamp.errors import CloudError
 from stamp.local.baseimage import ensure_base_image, image_exists
 from stamp.local.engine import Engine, detect_engine
 from stamp.local.seeds import SeedImage, moto_amis, unique_seeds
+from stamp.ssh import ssh_config_text
 
 STATE_DIR = Path(".stamp") / "local"
 LABEL = "stamp.local"
@@ -111,26 +112,6 @@ def aws_env(cloud: LocalCloud) -> dict[str, str]:
         "AWS_EC2_METADATA_DISABLED": "true",
         "STAMP_CLOUD": "local",
     }
-
-
-def ssh_config_text(private_key: Path) -> str:
-    """ssh_config for every local instance: each container makes fresh host keys on a reused port."""
-    return (
-        "Host *\n"
-        "  StrictHostKeyChecking no\n"
-        "  UserKnownHostsFile /dev/null\n"
-        "  BatchMode yes\n"
-        f'  IdentityFile "{private_key}"\n'
-        "  IdentitiesOnly yes\n"
-        "  PasswordAuthentication no\n"
-        "  ConnectTimeout 5\n"
-        "  LogLevel ERROR\n"
-        # testinfra opens one ssh per check: sharing one connection per instance makes verification ~2x faster.
-        # The socket path is short on purpose (sun_path holds 108 bytes); %C hashes host, port and user.
-        "  ControlMaster auto\n"
-        "  ControlPath /tmp/stamp-ssh-%C\n"
-        "  ControlPersist 15s\n"
-    )
 
 
 def ensure_ssh_key(root: Path) -> tuple[Path, Path, Path]:

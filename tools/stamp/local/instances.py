@@ -5,18 +5,17 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
-import socket
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from stamp import proc
 from stamp.errors import CloudError
 from stamp.local.baseimage import SEED_DIR
 from stamp.local.cloud import CLOUD_LABEL, LABEL, LocalCloud
 from stamp.local.engine import Engine
+from stamp.ssh import banner_answers, login_problem, ssh_args
 
 IMAGE_REPO = "localhost/stamp/ami"
 SSH_TIMEOUT = 60.0
@@ -183,15 +182,6 @@ def _ssh_port(engine: Engine, container_id: str) -> int:
     )
 
 
-def _banner(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=2) as sock:
-            sock.settimeout(2)
-            return sock.recv(64).startswith(b"SSH-")
-    except OSError:
-        return False
-
-
 def _running(engine: Engine, container_id: str) -> bool:
     done = engine.run(
         ["container", "inspect", "--format", "{{.State.Running}}", container_id],
@@ -217,22 +207,13 @@ def wait_for_ssh(cloud: LocalCloud, instance: Instance, *, timeout: float = SSH_
                 + (logs.stdout + logs.stderr).strip(),
                 hint="the image's init or sshd failed; check the provisioning that built this AMI",
             )
-        if not _banner(instance.ssh_host, instance.ssh_port):
+        if not banner_answers(instance.ssh_host, instance.ssh_port):
             time.sleep(0.2)
             continue
-        try:
-            done = proc.run(ssh_command(cloud, instance, "true"), check=False, echo=False, timeout=15)
-        except proc.ProcessError as exc:
-            if exc.returncode == 127:
-                raise CloudError(
-                    "local cloud: the ssh client is not installed, so instances cannot be reached",
-                    hint="install it with `sudo apt-get install -y openssh-client`, then retry",
-                ) from exc
-            last = str(exc)
-            continue
-        if done.returncode == 0:
+        problem = login_problem(cloud.ssh_config, instance.ssh_host, instance.ssh_port, instance.ssh_user)
+        if problem is None:
             return
-        last = (done.stderr or done.stdout).strip() or f"ssh exit {done.returncode}"
+        last = problem
         time.sleep(0.3)
     raise CloudError(
         f"local cloud: instance {instance.name} ({instance.ami_id}) did not accept SSH logins as"
@@ -244,15 +225,7 @@ def wait_for_ssh(cloud: LocalCloud, instance: Instance, *, timeout: float = SSH_
 
 def ssh_command(cloud: LocalCloud, instance: Instance, *command: str) -> list[str]:
     """The ssh argument list that runs `command` on the instance."""
-    return [
-        "ssh",
-        "-F",
-        str(cloud.ssh_config),
-        "-p",
-        str(instance.ssh_port),
-        f"{instance.ssh_user}@{instance.ssh_host}",
-        *command,
-    ]
+    return ssh_args(cloud.ssh_config, instance.ssh_host, instance.ssh_port, instance.ssh_user, *command)
 
 
 def commit(cloud: LocalCloud, container_id: str, ami_ids: Sequence[str]) -> str:
