@@ -13,6 +13,7 @@ from stamp.cloud import (
     BUILD_ID_TAG,
     ImageDetails,
     ImageSummary,
+    ImageUser,
     Instance,
     KeyPair,
     MissingResource,
@@ -284,3 +285,45 @@ class FakeCloud:
     def delete_security_group(self, region: str, group_id: str) -> None:
         self._call("DeleteSecurityGroup")
         self.security_groups.pop((region, group_id), None)
+
+    # -- lifecycle: deprecation, what uses an image, parameter deletion ------------------------------------
+
+    @property
+    def lifecycle(self) -> FakeLifecycle:
+        """Launch templates and deprecations, kept apart so the fields above stay as other tests know them."""
+        state = self.__dict__.get("_lifecycle")
+        if state is None:
+            state = self.__dict__["_lifecycle"] = FakeLifecycle()
+        assert isinstance(state, FakeLifecycle)
+        return state
+
+    def enable_image_deprecation(self, region: str, ami_id: str, at: datetime) -> bool:
+        self._call("EnableImageDeprecation")
+        self._image(region, ami_id)
+        if not self.lifecycle.deprecation_supported:
+            return False
+        self.lifecycle.deprecations[(region, ami_id)] = at
+        return True
+
+    def image_users(self, region: str, ami_ids: Collection[str]) -> list[ImageUser]:
+        self._call("DescribeLaunchTemplateVersions")
+        self._call("DescribeInstances")
+        wanted = set(ami_ids)
+        users = [u for u in self.lifecycle.launch_templates if u.region == region and u.ami_id in wanted]
+        users += [
+            ImageUser(region, "instance", instance.instance_id, instance.ami_id, instance.state)
+            for (r, _), (instance, _) in self.instances.items()
+            if r == region and instance.ami_id in wanted and instance.state in ("pending", "running", "stopped")
+        ]
+        return users
+
+    def delete_parameter(self, region: str, name: str) -> bool:
+        self._call("DeleteParameter")
+        return self.parameters.pop((region, name), None) is not None
+
+
+@dataclass
+class FakeLifecycle:
+    deprecation_supported: bool = True
+    deprecations: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    launch_templates: list[ImageUser] = field(default_factory=list)

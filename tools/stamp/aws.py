@@ -7,7 +7,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 import boto3
@@ -19,6 +19,7 @@ from stamp.cloud import (
     BUILD_ID_TAG,
     ImageDetails,
     ImageSummary,
+    ImageUser,
     Instance,
     KeyPair,
     MissingResource,
@@ -496,6 +497,81 @@ class AwsCloud:
     def delete_security_group(self, region: str, group_id: str) -> None:
         with self._errors("DeleteSecurityGroup", region, group_id):
             self.ec2(region).delete_security_group(GroupId=group_id)
+
+    # -- lifecycle: deprecation, what uses an image, parameters ----------------------------------------
+
+    def enable_image_deprecation(self, region: str, ami_id: str, at: datetime) -> bool:
+        # EC2 rounds DeprecateAt to the minute and refuses a time in the past, so stamp asks for the next whole
+        # minute: https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_EnableImageDeprecation.html
+        moment = at.astimezone(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+        # Only a non-AWS endpoint may lack the call: moto answers an HTML page with HTTP 500 (FACTS), which botocore
+        # cannot parse. On AWS itself every failure is an error.
+        not_implemented = frozenset({"NotImplemented", "NotImplementedError", "InvalidAction", "UnsupportedOperation"})
+        with self._errors("EnableImageDeprecation", region, ami_id):
+            try:
+                self.ec2(region).enable_image_deprecation(ImageId=ami_id, DeprecateAt=moment)
+            except botocore.parsers.ResponseParserError:
+                if self.endpoint_url is None:
+                    raise
+                return False
+            except botocore.exceptions.ClientError as exc:
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+                if self.endpoint_url is None or code not in not_implemented:
+                    raise
+                return False
+        return True
+
+    def image_users(self, region: str, ami_ids: Collection[str]) -> list[ImageUser]:
+        wanted = sorted(set(ami_ids))
+        if not wanted:
+            return []
+        ec2 = self.ec2(region)
+        users: dict[tuple[str, str], ImageUser] = {}
+        # Without a template ID, the versions $Latest and $Default describe every launch template in the region:
+        # https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeLaunchTemplateVersions.html
+        with self._errors("DescribeLaunchTemplateVersions", region, "every launch template"):
+            pages = ec2.get_paginator("describe_launch_template_versions")
+            for page in pages.paginate(Versions=["$Latest", "$Default"]):
+                for version in page.get("LaunchTemplateVersions", []):
+                    ami_id = version.get("LaunchTemplateData", {}).get("ImageId", "")
+                    if ami_id not in wanted:
+                        continue
+                    template_id = version.get("LaunchTemplateId", "")
+                    number = version.get("VersionNumber", 0)
+                    which = "$Default" if version.get("DefaultVersion") else "$Latest"
+                    detail = f"{version.get('LaunchTemplateName', '')} version {number}, {which}"
+                    # A template whose $Latest is its $Default comes back twice.
+                    key = (template_id, str(number))
+                    users[key] = ImageUser(region, "launch-template", template_id, ami_id, detail)
+        # Stopped instances count too: whoever stopped one may replace it from the same image when they come back.
+        live = ["pending", "running", "stopping", "stopped"]
+        for start in range(0, len(wanted), _IMAGE_IDS_PER_CALL):
+            chunk = wanted[start : start + _IMAGE_IDS_PER_CALL]
+            filters: list[FilterTypeDef] = [
+                {"Name": "image-id", "Values": chunk},
+                {"Name": "instance-state-name", "Values": live},
+            ]
+            with self._errors("DescribeInstances", region, f"instances of {_names(chunk)}"):
+                for answer in ec2.get_paginator("describe_instances").paginate(Filters=filters):
+                    for reservation in answer.get("Reservations", []):
+                        for item in reservation.get("Instances", []):
+                            instance = _instance(item)
+                            users[("instance", instance.instance_id)] = ImageUser(
+                                region, "instance", instance.instance_id, instance.ami_id, instance.state
+                            )
+        return sorted(users.values(), key=lambda u: (u.ami_id, u.kind, u.resource_id))
+
+    def delete_parameter(self, region: str, name: str) -> bool:
+        try:
+            with self._errors("DeleteParameter", region, name):
+                self.ssm(region).delete_parameter(Name=name)
+        except MissingResource:
+            return False
+        except CloudError as exc:
+            # The shared error mapper names EC2 for every call it does not list as SSM.
+            exc.hint = exc.hint.replace("ec2:DeleteParameter", "ssm:DeleteParameter")
+            raise
+        return True
 
 
 def _names(ids: Sequence[str]) -> str:

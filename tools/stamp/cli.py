@@ -284,6 +284,78 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prune(args: argparse.Namespace) -> int:
+    from stamp.build import utc_now
+    from stamp.lifecycle import prune
+
+    catalog = _catalog(args)
+    names = _images(catalog, args.images) if args.images else None
+    report = prune(catalog.path, _target(args, catalog).cloud, names, now=utc_now(), dry_run=args.dry_run)
+    if args.format == "json":
+        emit(report.as_dict())
+    else:
+        for line in report.lines():
+            say(line)
+    # Refusals and failures are reported after everything else was done (docs/lifecycle.md).
+    report.raise_for_outcome()
+    return 0
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    from stamp import lifecycle
+
+    catalog = _catalog(args)
+    name = _images(catalog, [args.image])[0]
+    cloud = _target(args, catalog).cloud
+    usable = lifecycle.amis_exist(cloud)
+    interactive = lifecycle.is_interactive(sys.stdin)
+
+    def planned(with_descendants: bool) -> lifecycle.RevokePlan:
+        return lifecycle.plan_revoke(
+            catalog, name, args.version, args.reason, with_descendants=with_descendants, usable=usable
+        )
+
+    plan = planned(args.with_descendants)
+    if plan.left_out and interactive and not args.yes:
+        for descendant in plan.left_out:
+            say(f"{descendant}")
+        if lifecycle.ask("Revoke these too?", sys.stdin, sys.stderr):
+            plan = planned(True)
+    for line in plan.lines():
+        say(line)
+    if not args.yes:
+        if not interactive:
+            raise UsageError(
+                "stamp revoke stops sharing releases and may move the current release: it asks for confirmation, "
+                "and stdin is not a terminal",
+                hint="pass --yes to confirm (and --with-descendants to revoke what was built from it)",
+            )
+        if not lifecycle.ask("Revoke?", sys.stdin, sys.stderr):
+            say("nothing revoked")
+            return 1
+    report = lifecycle.revoke(catalog.path, cloud, plan, usable=usable)
+    if args.format == "json":
+        emit(report.as_dict())
+    else:
+        for line in report.lines():
+            say(line)
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from stamp.lifecycle import rollback
+
+    catalog = _catalog(args)
+    name = _images(catalog, [args.image])[0]
+    report = rollback(catalog.path, _target(args, catalog).cloud, name)
+    if args.format == "json":
+        emit(report.as_dict())
+    else:
+        for line in report.lines():
+            say(line)
+    return 0
+
+
 def cmd_launch(args: argparse.Namespace) -> int:
     from stamp.launch import launch_instances
 
@@ -402,6 +474,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("publish", cmd_publish, "reconcile launch permissions and SSM parameters with the catalog")
     p.add_argument("images", nargs="*", metavar="IMAGE")
     p.add_argument("--dry-run", action="store_true", help="print the diff, change nothing")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+
+    p = add("prune", cmd_prune, "retention: deprecate old releases, retire them after the grace period")
+    p.add_argument("images", nargs="*", metavar="IMAGE")
+    p.add_argument("--dry-run", action="store_true", help="print every action, change nothing")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+
+    p = add("revoke", cmd_revoke, "mark a release revoked: stop sharing it, move current off it")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("version", metavar="VERSION", type=int)
+    p.add_argument("--reason", required=True, help="why it is revoked; kept in catalog.yaml")
+    p.add_argument("--with-descendants", action="store_true", help="also revoke releases built from it, recursively")
+    p.add_argument("--yes", action="store_true", help="do not ask (required when stdin is not a terminal)")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+
+    p = add("rollback", cmd_rollback, "make the previous good release current again and republish")
+    p.add_argument("image", metavar="IMAGE")
     p.add_argument("--format", choices=["text", "json"], default="text")
 
     p = add("launch", cmd_launch, "stamp out N instances of an image's current release")

@@ -217,3 +217,29 @@ class Cloud(Protocol):
     def delete_key_pair(self, region: str, key_name: str) -> None: ...
 
     def delete_security_group(self, region: str, group_id: str) -> None: ...
+
+    def enable_image_deprecation(self, region: str, ami_id: str, at: datetime) -> bool:
+        """Deprecates the AMI at `at` (EnableImageDeprecation); False when the endpoint does not implement it."""
+        ...
+
+    def image_users(self, region: str, ami_ids: Collection[str]) -> list[ImageUser]:
+        """Launch templates ($Latest and $Default versions) and live instances that use any of the AMIs."""
+        ...
+
+    def delete_parameter(self, region: str, name: str) -> bool:
+        """Deletes an SSM parameter; False when it did not exist."""
+        ...
+
+
+@dataclass(frozen=True)
+class ImageUser:
+    """Something that still launches from an AMI: a launch template version, or an instance that can restart."""
+
+    region: str
+    kind: Literal["launch-template", "instance"]
+    resource_id: str
+    ami_id: str
+    detail: str = ""
+
+    def line(self) -> str:
+        return f"{self.kind} {self.resource_id}" + (f" ({self.detail})" if self.detail else "") + f" in {self.region}"

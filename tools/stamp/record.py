@@ -8,7 +8,7 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -120,6 +120,34 @@ def set_status(text: str, image: str, version: int, status: str, reason: str | N
         else:
             at = target.fields["status"] + 1
             lines.insert(at, f"{' ' * target.inner}reason: {quoted}{doc.newline}")
+    return text[: block.start] + "".join(lines) + text[block.end :]
+
+
+def without_releases(text: str, image: str, versions: Collection[int]) -> str:
+    """`text` without the list items of `versions` under `releases.<image>`; every other byte unchanged.
+
+    An item is its lines from `- version:` to its last content line: blank lines and comments around it stay.
+    Removing every item leaves `<image>: []`, since a key with no items would read as null.
+    """
+    wanted = set(versions)
+    if not wanted:
+        return text
+    block = _Releases.find(text).image_block(image)
+    items = block.items() if block else []
+    missing = sorted(wanted - {item.version for item in items})
+    if block is None or missing:
+        raise CatalogError(
+            f"releases.{image} has no version {(missing or sorted(wanted))[0]}",
+            hint=f"see `stamp lookup {image} --format json`",
+        )
+    lines = block.lines[:]
+    doomed = [item for item in items if item.version in wanted]
+    for item in sorted(doomed, key=lambda i: i.first, reverse=True):
+        del lines[item.first : item.last_content + 1]
+    if len(doomed) == len(items):
+        body, ending = _split_ending(lines[0])
+        colon = body.index(":")
+        lines[0] = body[: colon + 1] + " []" + body[colon + 1 :] + ending
     return text[: block.start] + "".join(lines) + text[block.end :]
 
 
@@ -563,16 +591,37 @@ def record(
     return [next(r for r in catalog.releases[image] if r.version == version) for image, version in written]
 
 
-def _check(text: str, path: Path, *, what: str) -> Catalog:
+def _check(text: str, path: Path, *, what: str, command: str = "stamp record") -> Catalog:
     try:
         return catalog_module.build_catalog(catalog_module.parse(text, path), text, path, check_files=False)
     except CatalogProblems as exc:
         if what == "the catalog":
             raise
         raise CatalogError(
-            f"stamp record would write an invalid catalog; {path} was left unchanged:\n" + "\n".join(exc.problems),
-            hint="this is a bug in stamp record: please report it with the releases: section of the catalog",
+            f"{command} would write an invalid catalog; {path} was left unchanged:\n" + "\n".join(exc.problems),
+            hint=f"this is a bug in {command}: please report it with the releases: section of the catalog",
         ) from None
+
+
+def read_checked(catalog_path: Path) -> tuple[str, Catalog]:
+    """The catalog's text and what it says, for a command about to edit it (hold `catalog_lock` around both)."""
+    text = catalog_module.read_text(catalog_path)
+    return text, _check(text, catalog_path, what="the catalog")
+
+
+def write_checked(catalog_path: Path, original: str, text: str, *, command: str) -> Catalog:
+    """Validates the edited text and replaces the file atomically (only when it changed); call under the lock."""
+    catalog = _check(text, catalog_path, what="the edited catalog", command=command)
+    if text != original:
+        _write_atomically(catalog_path, text)
+    return catalog
+
+
+def edit_catalog(catalog_path: Path, edit: Callable[[str, Catalog], str], *, command: str) -> Catalog:
+    """Locked read, `edit(text, catalog)`, check, atomic write: how revoke and rollback change `releases:`."""
+    with catalog_lock(catalog_path):
+        original, catalog = read_checked(catalog_path)
+        return write_checked(catalog_path, original, edit(original, catalog), command=command)
 
 
 def _write_atomically(path: Path, text: str) -> None:
