@@ -16,11 +16,13 @@ from stamp.cloud import (
     ImageUser,
     Instance,
     KeyPair,
+    KmsKey,
     MissingResource,
     Parameter,
     ParameterUpdate,
     ShareDiff,
     ShareSet,
+    SnapshotDetails,
     TaggedResource,
 )
 from stamp.errors import CloudError
@@ -128,7 +130,12 @@ class FakeCloud:
 
     def describe_images(self, region: str, ami_ids: Collection[str]) -> dict[str, ImageDetails]:
         self._call("DescribeImages")
-        return {a: self.images[(region, a)].details() for a in ami_ids if (region, a) in self.images}
+        found = {a: self.images[(region, a)].details() for a in ami_ids if (region, a) in self.images}
+        # Like AWS (unlike moto), DescribeImages says whether each snapshot is encrypted.
+        keys = self.encryption.snapshot_keys
+        return {
+            a: replace(d, snapshot_encrypted={s: (region, s) in keys for s in d.snapshot_ids}) for a, d in found.items()
+        }
 
     def wait_until_available(
         self, region: str, ami_id: str, *, timeout: float = 900.0, delay: float = 5.0
@@ -161,6 +168,40 @@ class FakeCloud:
             if part:
                 self._call("ModifySnapshotAttribute")
         self.snapshots[(region, snapshot_id)] = _apply(self.snapshots[(region, snapshot_id)], diff)
+
+    @property
+    def encryption(self) -> FakeEncryption:
+        """Snapshot KMS keys and the keys themselves; every snapshot is unencrypted until a test says otherwise."""
+        state = self.__dict__.get("_encryption")
+        if state is None:
+            state = self.__dict__["_encryption"] = FakeEncryption()
+        assert isinstance(state, FakeEncryption)
+        return state
+
+    def encrypt_snapshot(self, region: str, snapshot_id: str, key: KmsKey, *, aliases: Sequence[str] = ()) -> None:
+        """Test set-up, not counted: the snapshot is encrypted with `key`, which exists in the region."""
+        self.encryption.snapshot_keys[(region, snapshot_id)] = key.arn
+        self.encryption.keys[(region, key.arn)] = key
+        if aliases:
+            self.encryption.aliases[key.arn] = tuple(aliases)
+
+    def describe_snapshots(self, region: str, snapshot_ids: Collection[str]) -> dict[str, SnapshotDetails]:
+        wanted = sorted(set(snapshot_ids))
+        for _ in range(0, len(wanted), 100):
+            self._call("DescribeSnapshots")
+        found: dict[str, SnapshotDetails] = {}
+        for snapshot_id in wanted:
+            if (region, snapshot_id) in self.snapshots:
+                key = self.encryption.snapshot_keys.get((region, snapshot_id))
+                found[snapshot_id] = SnapshotDetails(snapshot_id, encrypted=key is not None, kms_key_id=key)
+        return found
+
+    def describe_kms_key(self, region: str, key_id: str) -> KmsKey | None:
+        self._call("DescribeKey")
+        for (r, arn), key in self.encryption.keys.items():
+            if r == region and (key_id in (arn, key.key_id) or key_id in self.encryption.aliases.get(arn, ())):
+                return key
+        return None
 
     def create_tags(self, region: str, resource_ids: Sequence[str], tags: Mapping[str, str]) -> None:
         if not resource_ids or not tags:
@@ -199,6 +240,15 @@ class FakeCloud:
         version = existing.version + 1 if existing else 1
         self.parameters[(region, name)] = Parameter(name, ami_id, version)
         return ParameterUpdate(name, existing.value if existing else None, ami_id, version)
+
+    def write_image_parameter(self, region: str, name: str, ami_id: str, *, overwrite: bool) -> int:
+        self._call("PutParameter")
+        existing = self.parameters.get((region, name))
+        if existing is not None and not overwrite:
+            raise CloudError(f"PutParameter in {region} for {name} failed: ParameterAlreadyExists")
+        version = existing.version + 1 if existing else 1
+        self.parameters[(region, name)] = Parameter(name, ami_id, version)
+        return version
 
     def import_key_pair(
         self, region: str, name: str, public_key: str, *, tags: Mapping[str, str] | None = None
@@ -327,3 +377,12 @@ class FakeLifecycle:
     deprecation_supported: bool = True
     deprecations: dict[tuple[str, str], datetime] = field(default_factory=dict)
     launch_templates: list[ImageUser] = field(default_factory=list)
+
+
+@dataclass
+class FakeEncryption:
+    """KMS state for FakeCloud: which key encrypts each snapshot, the keys, and their aliases (`alias/aws/ebs`)."""
+
+    snapshot_keys: dict[tuple[str, str], str] = field(default_factory=dict)
+    keys: dict[tuple[str, str], KmsKey] = field(default_factory=dict)
+    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)

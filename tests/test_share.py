@@ -158,8 +158,9 @@ def test_publish_twice_the_second_run_changes_nothing(
     assert _modify_calls(counts) == {}
     assert second.modify_calls == 0
     assert not second.changes
-    # At most one describe per AMI and region; DescribeImages and GetParameters once per region.
-    assert counts == {"DescribeImageAttribute": 4, "DescribeImages": 2, "GetParameters": 2}
+    # At most one describe per AMI and region; DescribeImages and GetParameters once per region, and
+    # DescribeSnapshots once per region for the aws/ebs check (moto's DescribeImages does not say `Encrypted`).
+    assert counts == {"DescribeImageAttribute": 4, "DescribeImages": 2, "DescribeSnapshots": 2, "GetParameters": 2}
     assert second.lines()[-1] == "publish: changed 0 of 4 AMI-region(s); 0 modify call(s)"
 
 
@@ -286,7 +287,8 @@ def test_a_missing_current_ami_fails_after_the_rest_is_done(
     catalog = _two_releases(tmp_path, web_amis)
     aws.deregister_image("eu-west-1", web_amis["v2"]["eu-west-1"])
     with pytest.raises(PublishFailed, match="web v2 in eu-west-1: the current release's AMI") as caught:
-        publish(catalog, aws, None, dry_run=False)
+        # No wait for the AMI to appear (eventual consistency): it is gone for good.
+        publish(catalog, aws, None, dry_run=False, wait_timeout=0)
     assert caught.value.exit_code == 5
     assert aws.get_launch_permissions("us-east-1", web_amis["v2"]["us-east-1"]) == WEB_SHARE
     assert len(caught.value.report.entries) == 4

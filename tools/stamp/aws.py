@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import boto3
 import botocore.exceptions
 import botocore.parsers
+import botocore.retries.standard
 from botocore.config import Config
 
 from stamp.cloud import (
@@ -22,12 +23,14 @@ from stamp.cloud import (
     ImageUser,
     Instance,
     KeyPair,
+    KmsKey,
     MissingResource,
     Parameter,
     ParameterUpdate,
     ResourceKind,
     ShareDiff,
     ShareSet,
+    SnapshotDetails,
     TaggedResource,
 )
 from stamp.errors import CloudError
@@ -119,6 +122,7 @@ class AwsCloud:
         self._lock = threading.Lock()
         self._calls: Counter[str] = Counter()
         self._calls_lock = threading.Lock()
+        self._retries: Counter[str] = Counter()
 
     # -- clients and the call counter ------------------------------------------------------------------
 
@@ -129,6 +133,10 @@ class AwsCloud:
     def ssm(self, region: str) -> SSMClient:
         client: SSMClient = self._client("ssm", region)
         return client
+
+    def kms(self, region: str) -> Any:
+        # Typed loosely: the project installs boto3 stubs for EC2 and SSM only.
+        return self._client("kms", region)
 
     def _client(self, service: str, region: str) -> Any:
         key = (service, region)
@@ -150,6 +158,7 @@ class AwsCloud:
                 )
                 # after-call fires once per API call, after botocore's retries, so retries are not counted.
                 client.meta.events.register("after-call", self._count)
+                self._route_retry_sleeps(client)
                 self._clients[key] = client
         return client
 
@@ -165,6 +174,39 @@ class AwsCloud:
     def reset_call_counts(self) -> None:
         with self._calls_lock:
             self._calls.clear()
+            self._retries.clear()
+
+    def retry_counts(self) -> dict[str, int]:
+        """Retries botocore made so far (throttles and transient errors), per operation name."""
+        with self._calls_lock:
+            return dict(self._retries)
+
+    def _route_retry_sleeps(self, client: Any) -> None:
+        """Makes botocore's backoff between attempts sleep through `self._sleep`, and counts each retry.
+
+        botocore computes the delay in its `needs-retry` handler and then sleeps with `time.sleep` itself. Its
+        handler is swapped for one that returns the same decision but sleeps here and lets botocore sleep 0 s,
+        so tests run the backoff on a fake clock. The backoff stays botocore's: capped exponential with jitter,
+        at most `max_attempts` tries, and a retry quota per client that stops retrying when most calls fail:
+        https://docs.aws.amazon.com/sdkref/latest/guide/feature-retry-behavior.html
+        (The adaptive mode's client-side rate limiter still waits in real time; it only starts after a throttle.)
+        """
+        service = client.meta.service_model.service_id.hyphenize()
+        event, unique_id = f"needs-retry.{service}", f"retry-config-{service}"
+        client.meta.events.unregister(event, unique_id=unique_id)
+        handler = botocore.retries.standard.register_retry_handler(client, max_attempts=self.max_attempts)
+        client.meta.events.unregister(event, unique_id=unique_id)
+
+        def needs_retry(**kwargs: Any) -> float | None:
+            delay: float | None = handler.needs_retry(**kwargs)
+            if delay is None:
+                return None
+            with self._calls_lock:
+                self._retries[kwargs["operation"].name] += 1
+            self._sleep(delay)
+            return 0.0
+
+        client.meta.events.register(event, needs_retry, unique_id=unique_id)
 
     @contextmanager
     def _errors(self, operation: str, region: str, resource: str) -> Iterator[None]:
@@ -330,6 +372,36 @@ class AwsCloud:
                     SnapshotId=snapshot_id, Attribute="createVolumePermission", OperationType=operation, **params
                 )
 
+    def describe_snapshots(self, region: str, snapshot_ids: Collection[str]) -> dict[str, SnapshotDetails]:
+        # The snapshot-id *filter*, like describe_images: a deleted ID drops out instead of failing the call.
+        wanted = sorted(set(snapshot_ids))
+        found: dict[str, SnapshotDetails] = {}
+        for start in range(0, len(wanted), _IMAGE_IDS_PER_CALL):
+            chunk = wanted[start : start + _IMAGE_IDS_PER_CALL]
+            with self._errors("DescribeSnapshots", region, _names(chunk)):
+                pages = self.ec2(region).get_paginator("describe_snapshots")
+                for page in pages.paginate(Filters=[{"Name": "snapshot-id", "Values": chunk}]):
+                    for snap in page.get("Snapshots", []):
+                        found[snap["SnapshotId"]] = SnapshotDetails(
+                            snapshot_id=snap["SnapshotId"],
+                            encrypted=bool(snap.get("Encrypted", False)),
+                            kms_key_id=snap.get("KmsKeyId") or None,
+                        )
+        return found
+
+    def describe_kms_key(self, region: str, key_id: str) -> KmsKey | None:
+        try:
+            with self._errors("DescribeKey", region, f"KMS key {key_id}"):
+                answer = self.kms(region).describe_key(KeyId=key_id)
+        except CloudError as exc:
+            # KMS says NotFoundException, which the shared mapper (EC2 and SSM codes) does not know.
+            if ": NotFoundException" in exc.message:
+                return None
+            exc.hint = exc.hint.replace("ec2:DescribeKey", "kms:DescribeKey")
+            raise
+        meta = answer["KeyMetadata"]
+        return KmsKey(key_id=meta["KeyId"], arn=meta.get("Arn", ""), key_manager=meta.get("KeyManager", ""))
+
     def create_tags(self, region: str, resource_ids: Sequence[str], tags: Mapping[str, str]) -> None:
         if not resource_ids or not tags:
             return
@@ -375,6 +447,18 @@ class AwsCloud:
         return ParameterUpdate(
             name=name, previous=existing.value if existing else None, value=ami_id, version=answer["Version"]
         )
+
+    def write_image_parameter(self, region: str, name: str, ami_id: str, *, overwrite: bool) -> int:
+        with self._errors("PutParameter", region, name):
+            answer = self.ssm(region).put_parameter(
+                Name=name,
+                Value=ami_id,
+                Type="String",
+                DataType="aws:ec2:image",
+                Description="Current AMI of this stamp image; written by stamp publish",
+                Overwrite=overwrite,
+            )
+        return answer["Version"]
 
     # -- instances and key pairs -----------------------------------------------------------------------
 
@@ -614,6 +698,11 @@ def _image_details(image: ImageTypeDef) -> ImageDetails:
             for m in image.get("BlockDeviceMappings", [])
             if "Ebs" in m and m["Ebs"].get("SnapshotId")
         ),
+        snapshot_encrypted={
+            m["Ebs"]["SnapshotId"]: bool(m["Ebs"]["Encrypted"])
+            for m in image.get("BlockDeviceMappings", [])
+            if "Ebs" in m and m["Ebs"].get("SnapshotId") and "Encrypted" in m["Ebs"]
+        },
     )
 
 

@@ -90,6 +90,26 @@ class ImageDetails:
     public: bool
     tags: Mapping[str, str] = field(default_factory=dict)
     snapshot_ids: tuple[str, ...] = ()
+    # Snapshot ID -> `Encrypted` as DescribeImages reports it; absent when it does not (moto never does).
+    snapshot_encrypted: Mapping[str, bool] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SnapshotDetails:
+    """A snapshot's encryption: whether it can be shared at all depends on its KMS key."""
+
+    snapshot_id: str
+    encrypted: bool
+    kms_key_id: str | None = None
+
+
+@dataclass(frozen=True)
+class KmsKey:
+    """A KMS key as DescribeKey reports it; `key_manager` is AWS for AWS managed keys such as aws/ebs."""
+
+    key_id: str
+    arn: str
+    key_manager: str
 
 
 @dataclass(frozen=True)
@@ -173,6 +193,14 @@ class Cloud(Protocol):
 
     def modify_snapshot_permissions(self, region: str, snapshot_id: str, diff: ShareDiff) -> None: ...
 
+    def describe_snapshots(self, region: str, snapshot_ids: Collection[str]) -> dict[str, SnapshotDetails]:
+        """Many snapshots in few calls; IDs that do not exist are absent from the answer."""
+        ...
+
+    def describe_kms_key(self, region: str, key_id: str) -> KmsKey | None:
+        """A key by ID, ARN or alias (`alias/aws/ebs`); None when no such key or alias exists."""
+        ...
+
     def create_tags(self, region: str, resource_ids: Sequence[str], tags: Mapping[str, str]) -> None: ...
 
     def delete_tags(self, region: str, resource_ids: Sequence[str], keys: Sequence[str]) -> None: ...
@@ -183,6 +211,13 @@ class Cloud(Protocol):
 
     def put_image_parameter(self, region: str, name: str, ami_id: str) -> ParameterUpdate:
         """Writes an `aws:ec2:image` parameter only when its value differs, so its version means a change."""
+        ...
+
+    def write_image_parameter(self, region: str, name: str, ami_id: str, *, overwrite: bool) -> int:
+        """PutParameter with no read first, for a caller that has just read it; returns the new version.
+
+        With `overwrite` False it fails if the parameter appeared meanwhile, so a concurrent writer is not lost.
+        """
         ...
 
     def import_key_pair(

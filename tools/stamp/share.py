@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import difflib
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from stamp.catalog import Catalog, Image
-from stamp.cloud import Cloud, ImageDetails, Parameter, ShareDiff, ShareSet
+from stamp.cloud import Cloud, ImageDetails, KmsKey, Parameter, ShareDiff, ShareSet
 from stamp.errors import CatalogError, CloudError, PolicyError
 from stamp.models import Release
 
@@ -22,6 +22,14 @@ MAX_SHARE_ENTITIES = 1000
 # DescribeImages call publish makes anyway); removing the last copy account still revokes the old grants.
 COPY_SHARED_TAG = "stamp:copy-shared"
 LAUNCHABLE = frozenset({"current", "previous", "deprecated"})
+# The AWS managed key EBS uses when no other key is named. Snapshots encrypted with it cannot be shared, and
+# neither can an AMI backed by them: its key policy cannot be changed to let another account decrypt:
+# https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/sharingamis-explicit.html
+DEFAULT_EBS_KEY_ALIAS = "alias/aws/ebs"
+# How long publish waits for a release's AMI that reads `pending`, or (for the current release) not found: a new
+# AMI can be invisible to DescribeImages for a while (eventual consistency), and a copy stays pending until done:
+# https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html
+WAIT_TIMEOUT = 120.0
 
 
 def parameter_name(image: str) -> str:
@@ -87,6 +95,8 @@ class PublishEntry:
     snapshots: tuple[tuple[str, ShareDiff], ...] = ()
     parameter: ParameterChange | None = None
     missing: bool = False
+    # Set when a call for this AMI failed: the fields above then hold only what was applied before it.
+    error: str = ""
 
     @property
     def changed(self) -> bool:
@@ -101,6 +111,8 @@ class PublishEntry:
             out += [f"  {line[0]} snapshot {snapshot_id} {line[2:]}" for line in diff.lines()]
         if self.parameter is not None:
             out.append(f"  {self.parameter.line()}")
+        if self.error:
+            out.append(f"  ! failed: {self.error}")
         return out
 
     def as_dict(self) -> dict[str, Any]:
@@ -119,6 +131,7 @@ class PublishEntry:
             "region": self.region,
             "ami_id": self.ami_id,
             "missing": self.missing,
+            "error": self.error or None,
             "launch": {"add": share(self.launch.add), "remove": share(self.launch.remove)},
             "snapshots": {
                 snapshot_id: {"add": share(d.add), "remove": share(d.remove)} for snapshot_id, d in self.snapshots
@@ -144,7 +157,7 @@ class PublishReport:
 
     @property
     def changes(self) -> tuple[PublishEntry, ...]:
-        return tuple(e for e in self.entries if e.changed or e.missing)
+        return tuple(e for e in self.entries if e.changed or e.missing or e.error)
 
     def lines(self) -> list[str]:
         """The printable diff, then one summary line."""
@@ -167,15 +180,28 @@ class PublishReport:
 
 
 class PublishFailed(CloudError):
-    """Some regions failed; the others were reconciled. Carries the report of what was done."""
+    """Some AMI-regions could not be reconciled; the rest were. Carries the report of what was applied.
 
-    def __init__(self, failures: Sequence[str], report: PublishReport) -> None:
+    Regions run in parallel, so publish cannot apply all or nothing: a region that is throttled past the retry
+    bound fails while others finish. What it guarantees instead: every change is a reconcile towards the
+    catalog, so running `stamp publish` again applies exactly what is still missing (idempotent), and the
+    message says per region what was applied and what was not.
+    """
+
+    def __init__(self, failures: Sequence[str], report: PublishReport, regions: Mapping[str, tuple[int, int]]) -> None:
+        applied = [
+            f"{region}: {done} of {total} AMI(s) reconciled" for region, (done, total) in sorted(regions.items())
+        ]
         super().__init__(
-            "publish failed in part:\n  " + "\n  ".join(failures),
-            hint="fix the cause and run `stamp publish` again: it only changes what still differs",
+            "publish failed in part; not applied:\n  "
+            + "\n  ".join(failures)
+            + "\nper region:\n  "
+            + "\n  ".join(applied),
+            hint="fix the cause and run `stamp publish` again: it changes only what still differs from the catalog",
         )
         self.failures = list(failures)
         self.report = report
+        self.regions = dict(regions)
 
 
 @dataclass(frozen=True)
@@ -188,11 +214,32 @@ class _Target:
     copy: ShareSet
     parameter: str | None
 
+    @property
+    def name(self) -> str:
+        return f"{self.image} v{self.release.version} in {self.region}"
+
+    @property
+    def shared(self) -> bool:
+        """Whether anyone outside the account is to get access: only then does the snapshots' key matter."""
+        return bool(self.launch or self.copy)
+
 
 @dataclass
 class _Outcome:
     entry: PublishEntry
     calls: Counter[str]
+
+
+@dataclass
+class _Lookup:
+    """Phase 1 for one region: the AMIs that are ready, the parameters, and what is refused or failed."""
+
+    ready: dict[str, ImageDetails] = field(default_factory=dict)
+    parameters: dict[str, Parameter] = field(default_factory=dict)
+    missing: list[_Target] = field(default_factory=list)
+    refusals: list[str] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 def publish(
@@ -201,14 +248,19 @@ def publish(
     images: Sequence[str] | None,
     *,
     dry_run: bool,
-    workers: int = 8,
+    workers: int = 16,
+    wait_timeout: float = WAIT_TIMEOUT,
 ) -> PublishReport:
     """Reconcile every release of `images` (all when None), in every region of the release.
 
     Current, previous and deprecated releases get the catalog's share; revoked ones get none. Per AMI and
     region that is one DescribeImageAttribute and, only when something differs, one ModifyImageAttribute;
-    DescribeImages and GetParameters are batched per region. The SSM parameter `/stamp/<image>/current`
-    follows the current release and is written only on change.
+    DescribeImages, DescribeSnapshots and GetParameters are batched per region. The SSM parameter
+    `/stamp/<image>/current` follows the current release and is written only on change.
+
+    Everything is read, in every region, before anything is modified: a refusal (an AMI on the default
+    `aws/ebs` key) found in one region leaves every region unchanged. A failure after that (throttling past
+    the retry bound, say) stops only the AMI-region it hit; see PublishFailed for what that guarantees.
     """
     names = _select(catalog, images)
     # Policy first, for every image, so a refused share never leaves a half-published catalog behind.
@@ -237,35 +289,58 @@ def publish(
 
     failures: list[str] = []
     outcomes: list[_Outcome] = []
+    failed_targets: set[tuple[str, str]] = set()
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="publish") as pool:
-        # Phase 1, regions in parallel: which AMIs exist (with tags and snapshots) and the current parameters.
-        lookups = {region: pool.submit(_look_up, cloud, region, items) for region, items in targets.items()}
+        # Phase 1, regions in parallel, reads only: which AMIs exist (with tags and snapshots), whether their
+        # snapshots may be shared at all, and the current parameters.
+        futures = {
+            region: pool.submit(_look_up, cloud, region, items, wait_timeout) for region, items in targets.items()
+        }
+        lookups: dict[str, _Lookup] = {}
+        for region, lookup_future in sorted(futures.items()):
+            try:
+                lookups[region] = lookup_future.result()
+            except CloudError as exc:
+                failures.append(f"{region}: nothing changed in this region: {exc.message}")
+                failed_targets.update((region, t.ami_id) for t in targets[region])
+        refusals = [line for lookup in lookups.values() for line in lookup.refusals]
+        if refusals:
+            raise PolicyError(
+                "refusing to share AMIs whose snapshots are encrypted with the default aws/ebs KMS key; nothing "
+                "was changed in any region:\n  " + "\n  ".join(sorted(refusals)),
+                hint="AMIs on the AWS managed key aws/ebs cannot be shared, because its key policy cannot let other "
+                "accounts decrypt (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/sharingamis-explicit.html). "
+                "Build or copy the image with a customer managed KMS key in each region (Packer: "
+                "`encrypt_boot = true` with `kms_key_id` and `region_kms_key_ids`), and let the consumers use the "
+                "key: allow kms:Decrypt, kms:DescribeKey, kms:CreateGrant and kms:ReEncrypt* to the shared "
+                "accounts, and to organization or OU consumers through the aws:PrincipalOrgID or "
+                "aws:PrincipalOrgPaths condition in the key policy; then record the new build",
+            )
+        # Phase 2: one task per AMI and region, all regions at once.
         work: list[tuple[_Target, Future[_Outcome]]] = []
         for region, lookup in sorted(lookups.items()):
-            try:
-                found, parameters = lookup.result()
-            except CloudError as exc:
-                failures.append(f"{region}: {exc.message}")
-                continue
+            notes.extend(lookup.notes)
+            for target in lookup.missing:
+                outcomes.append(_Outcome(_entry(target, missing=True), Counter()))
+                if target.release.status == "current":
+                    failures.append(f"{target.name}: the current release's AMI {target.ami_id} does not exist")
+                    failed_targets.add((region, target.ami_id))
             for target in targets[region]:
-                details = found.get(target.ami_id)
-                if details is None:
-                    entry = _entry(target, missing=True)
-                    outcomes.append(_Outcome(entry, Counter()))
-                    if target.release.status == "current":
-                        failures.append(
-                            f"{target.image} v{target.release.version} in {region}: the current release's AMI "
-                            f"{target.ami_id} does not exist"
-                        )
+                if target.ami_id in lookup.failures:
+                    failures.append(f"{target.name}: {lookup.failures[target.ami_id]}")
+                    failed_targets.add((region, target.ami_id))
                     continue
-                current = parameters.get(target.parameter) if target.parameter else None
+                details = lookup.ready.get(target.ami_id)
+                if details is None:
+                    continue
+                current = lookup.parameters.get(target.parameter) if target.parameter else None
                 work.append((target, pool.submit(_reconcile, cloud, target, details, current, dry_run)))
-        # Phase 2: one task per AMI and region, all regions at once.
         for target, future in work:
-            try:
-                outcomes.append(future.result())
-            except CloudError as exc:
-                failures.append(f"{target.image} v{target.release.version} in {target.region}: {exc.message}")
+            outcome = future.result()
+            outcomes.append(outcome)
+            if outcome.entry.error:
+                failures.append(f"{target.name} ({target.ami_id}): {outcome.entry.error}")
+                failed_targets.add((target.region, target.ami_id))
 
     calls: Counter[str] = Counter()
     for outcome in outcomes:
@@ -274,7 +349,11 @@ def publish(
     entries = sorted((o.entry for o in outcomes), key=lambda e: (order[e.image], -e.version, e.region))
     report = PublishReport(dry_run=dry_run, entries=tuple(entries), calls=dict(calls), notes=tuple(notes))
     if failures:
-        raise PublishFailed(failures, report)
+        regions = {
+            region: (sum((region, t.ami_id) not in failed_targets for t in items), len(items))
+            for region, items in targets.items()
+        }
+        raise PublishFailed(failures, report, regions)
     return report
 
 
@@ -291,13 +370,89 @@ def _select(catalog: Catalog, images: Sequence[str] | None) -> list[str]:
     return catalog.topo_order(images)
 
 
-def _look_up(
-    cloud: Cloud, region: str, targets: Iterable[_Target]
-) -> tuple[dict[str, ImageDetails], dict[str, Parameter]]:
-    items = list(targets)
-    found = cloud.describe_images(region, {t.ami_id for t in items})
-    names = {t.parameter for t in items if t.parameter}
-    return found, cloud.get_parameters(region, names) if names else {}
+def _look_up(cloud: Cloud, region: str, targets: Sequence[_Target], wait_timeout: float) -> _Lookup:
+    lookup = _Lookup()
+    found = cloud.describe_images(region, {t.ami_id for t in targets})
+    for target in targets:
+        details = found.get(target.ami_id)
+        launchable = target.release.status in LAUNCHABLE
+        # Wait only where waiting can help: a pending AMI becomes available or failed; a current release's AMI
+        # that reads not found may be too new to be visible yet, while an older one is most likely deregistered.
+        if (details is None and target.release.status == "current") or (
+            details is not None and details.state == "pending" and launchable
+        ):
+            try:
+                details = cloud.wait_until_available(region, target.ami_id, timeout=wait_timeout)
+            except CloudError as exc:
+                if details is None and cloud.describe_image(region, target.ami_id) is None:
+                    lookup.missing.append(target)
+                else:
+                    lookup.failures[target.ami_id] = exc.message
+                continue
+        if details is None:
+            lookup.missing.append(target)
+        elif details.state != "available" and launchable:
+            reason = f": {details.state_reason}" if details.state_reason else ""
+            lookup.failures[target.ami_id] = f"AMI {target.ami_id} is {details.state}{reason}; it cannot be shared"
+        else:
+            lookup.ready[target.ami_id] = details
+    _check_encryption(cloud, region, [t for t in targets if t.shared and t.ami_id in lookup.ready], lookup)
+    names = {t.parameter for t in targets if t.parameter}
+    if names:
+        lookup.parameters = cloud.get_parameters(region, names)
+    return lookup
+
+
+def _check_encryption(cloud: Cloud, region: str, targets: Sequence[_Target], lookup: _Lookup) -> None:
+    """Refuses AMIs whose snapshots use the default aws/ebs key; notes the ones on a customer managed key."""
+    owners: dict[str, list[_Target]] = {}
+    for target in targets:
+        details = lookup.ready[target.ami_id]
+        for snapshot_id in details.snapshot_ids:
+            # DescribeImages reports `Encrypted` per snapshot on AWS, so unencrypted images cost no extra call;
+            # where it says nothing (moto), DescribeSnapshots tells.
+            if details.snapshot_encrypted.get(snapshot_id) is not False:
+                owners.setdefault(snapshot_id, []).append(target)
+    if not owners:
+        return
+    snapshots = cloud.describe_snapshots(region, owners)
+    keys: dict[str, KmsKey | None] = {}
+    default_key: list[KmsKey | None] = []
+
+    def is_default(key: KmsKey) -> bool:
+        # AWS marks its managed keys (aws/ebs among them) KeyManager AWS; moto makes aws/ebs a customer key, so
+        # the alias is compared as well.
+        if key.key_manager == "AWS":
+            return True
+        if not default_key:
+            default_key.append(cloud.describe_kms_key(region, DEFAULT_EBS_KEY_ALIAS))
+        return default_key[0] is not None and default_key[0].arn == key.arn
+
+    noted: set[tuple[str, str]] = set()
+    for snapshot_id, snapshot in sorted(snapshots.items()):
+        if not snapshot.encrypted:
+            continue
+        for target in owners[snapshot_id]:
+            where = f"{target.name}: AMI {target.ami_id}, snapshot {snapshot_id}"
+            if snapshot.kms_key_id is None:
+                lookup.refusals.append(f"{where} is encrypted, but EC2 names no KMS key for it")
+                continue
+            if snapshot.kms_key_id not in keys:
+                keys[snapshot.kms_key_id] = cloud.describe_kms_key(region, snapshot.kms_key_id)
+            key = keys[snapshot.kms_key_id]
+            if key is None:
+                lookup.refusals.append(
+                    f"{where} is encrypted with KMS key {snapshot.kms_key_id}, which stamp cannot find"
+                )
+            elif is_default(key):
+                lookup.refusals.append(f"{where} is encrypted with the default key {DEFAULT_EBS_KEY_ALIAS} ({key.arn})")
+            elif (target.image, key.arn) not in noted:
+                noted.add((target.image, key.arn))
+                lookup.notes.append(
+                    f"{target.name}: snapshots are encrypted with KMS key {key.arn}; its key policy must let the "
+                    "consumers use it (kms:Decrypt, kms:DescribeKey, kms:CreateGrant, kms:ReEncrypt*; organization "
+                    "and OU consumers through aws:PrincipalOrgID or aws:PrincipalOrgPaths), or launches will fail"
+                )
 
 
 def _entry(target: _Target, **changes: Any) -> PublishEntry:
@@ -314,39 +469,54 @@ def _entry(target: _Target, **changes: Any) -> PublishEntry:
 def _reconcile(
     cloud: Cloud, target: _Target, details: ImageDetails, parameter: Parameter | None, dry_run: bool
 ) -> _Outcome:
+    """Launch permissions, then snapshots, then the parameter; on a failure, what was applied and what was not."""
     calls: Counter[str] = Counter()
     region, ami_id = target.region, target.ami_id
-    launch = plan_share(cloud.get_launch_permissions(region, ami_id), target.launch)
-    if not launch.empty and not dry_run:
-        cloud.modify_launch_permissions(region, ami_id, launch)
-        calls["ModifyImageAttribute"] += 1
+    applied: dict[str, Any] = {}
+    step = "reading the launch permissions"
+    try:
+        launch = plan_share(cloud.get_launch_permissions(region, ami_id), target.launch)
+        if not launch.empty and not dry_run:
+            step = "changing the launch permissions (" + ", ".join(launch.lines()) + ")"
+            cloud.modify_launch_permissions(region, ami_id, launch)
+            calls["ModifyImageAttribute"] += 1
+        applied["launch"] = launch
 
-    snapshots: list[tuple[str, ShareDiff]] = []
-    marked = COPY_SHARED_TAG in details.tags
-    if target.copy or marked:
-        for snapshot_id in details.snapshot_ids:
-            diff = plan_share(cloud.get_snapshot_permissions(region, snapshot_id), target.copy)
-            if diff.empty:
-                continue
-            snapshots.append((snapshot_id, diff))
+        snapshots: list[tuple[str, ShareDiff]] = []
+        marked = COPY_SHARED_TAG in details.tags
+        if target.copy or marked:
+            for snapshot_id in details.snapshot_ids:
+                step = f"reading snapshot {snapshot_id}'s permissions"
+                diff = plan_share(cloud.get_snapshot_permissions(region, snapshot_id), target.copy)
+                if diff.empty:
+                    continue
+                if not dry_run:
+                    step = f"changing snapshot {snapshot_id}'s permissions (" + ", ".join(diff.lines()) + ")"
+                    cloud.modify_snapshot_permissions(region, snapshot_id, diff)
+                    # Snapshots take one call per direction (the OperationType form).
+                    calls["ModifySnapshotAttribute"] += int(bool(diff.add)) + int(bool(diff.remove))
+                snapshots.append((snapshot_id, diff))
+                applied["snapshots"] = tuple(snapshots)
+            step = f"tagging the AMI {COPY_SHARED_TAG}"
+            if not dry_run and target.copy and not marked:
+                cloud.create_tags(region, [ami_id], {COPY_SHARED_TAG: "true"})
+                calls["CreateTags"] += 1
+            elif not dry_run and not target.copy and marked:
+                cloud.delete_tags(region, [ami_id], [COPY_SHARED_TAG])
+                calls["DeleteTags"] += 1
+
+        # The parameter moves only after the AMI is shared, so a consumer that reads it can launch what it names.
+        if target.parameter is not None and (parameter is None or parameter.value != ami_id):
+            change = ParameterChange(target.parameter, parameter.value if parameter else None, ami_id)
             if not dry_run:
-                cloud.modify_snapshot_permissions(region, snapshot_id, diff)
-                # Snapshots take one call per direction (the OperationType form).
-                calls["ModifySnapshotAttribute"] += int(bool(diff.add)) + int(bool(diff.remove))
-        if not dry_run and target.copy and not marked:
-            cloud.create_tags(region, [ami_id], {COPY_SHARED_TAG: "true"})
-            calls["CreateTags"] += 1
-        elif not dry_run and not target.copy and marked:
-            cloud.delete_tags(region, [ami_id], [COPY_SHARED_TAG])
-            calls["DeleteTags"] += 1
-
-    change: ParameterChange | None = None
-    # The parameter moves only after the AMI is shared, so a consumer that reads it can launch what it names.
-    if target.parameter is not None and (parameter is None or parameter.value != ami_id):
-        change = ParameterChange(target.parameter, parameter.value if parameter else None, ami_id)
-        if not dry_run:
-            update = cloud.put_image_parameter(region, target.parameter, ami_id)
-            if update.changed:
+                step = f"moving the parameter {target.parameter} to {ami_id}"
+                # Phase 1 read it a moment ago, so this writes without reading again; Overwrite is off when it did
+                # not exist, so a parameter someone created meanwhile fails the call instead of being lost.
+                cloud.write_image_parameter(region, target.parameter, ami_id, overwrite=parameter is not None)
                 calls["PutParameter"] += 1
-    entry = _entry(target, launch=launch, snapshots=tuple(snapshots), parameter=change)
-    return _Outcome(entry, calls)
+            applied["parameter"] = change
+    except CloudError as exc:
+        # Each step is a single call; the steps before it are done, it and the ones after it are not.
+        error = f"{exc.message} (while {step}; later steps not attempted)"
+        return _Outcome(_entry(target, error=error, **applied), calls)
+    return _Outcome(_entry(target, **applied), calls)
