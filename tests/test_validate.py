@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 import stamp.validate
 from stamp.catalog import Catalog, load_catalog
+from stamp.errors import CatalogProblems
 from stamp.render import PLACEHOLDER_AMI, VARS_FILE, render_image
 from stamp.validate import VALIDATE_ENV, validate_catalog
 
@@ -70,12 +72,14 @@ def test_unformatted_template_is_reported(tmp_path: Path, monkeypatch: pytest.Mo
     assert "canonical format" in problems[0]
 
 
-def test_render_refusal_is_a_problem_line(tmp_path: Path) -> None:
+def test_go_template_is_refused_with_its_line_before_rendering(tmp_path: Path) -> None:
     path = _copy_fixture(tmp_path)
     path.write_text(path.read_text().replace("Fixture root image", "costs {{ 2 }} cents"))
-    problems = validate_catalog(load_catalog(path), work_dir=tmp_path / "work")
-    assert len(problems) == 1, problems
-    assert problems[0].startswith("image 'base': ") and "catalog.yaml" in problems[0] and "'{{'" in problems[0]
+    with pytest.raises(CatalogProblems) as caught:
+        load_catalog(path)
+    (problem,) = caught.value.problems
+    assert re.search(r"catalog\.yaml:\d+:\d+: images\.base\.description: contains '\{\{'", problem), problem
+    assert not (tmp_path / "work").exists()
 
 
 def test_packer_never_sees_real_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

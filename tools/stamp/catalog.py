@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import codecs
 import difflib
+import os
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,24 +102,66 @@ def load_catalog(path: Path, *, check_files: bool = True) -> Catalog:
 
 
 def read_text(path: Path) -> str:
+    """The catalog's text: a regular UTF-8 file within the size limit, looked at (stat) before it is read."""
     where = _display(path)
     try:
-        raw = path.read_bytes()
+        info = path.stat()
     except FileNotFoundError:
         raise CatalogProblems(
             [f"{where}: no such file (pass --catalog PATH, or run stamp from the repository root)"]
         ) from None
     except OSError as exc:
         raise CatalogProblems([f"{where}: cannot read: {exc.strerror}"]) from None
-    if len(raw) > yamlsafe.MAX_BYTES:
-        raise CatalogProblems([f"{where}: {len(raw)} bytes is more than the {yamlsafe.MAX_BYTES}-byte limit"])
-    if b"\0" in raw:
-        raise CatalogProblems([f"{where}: contains NUL bytes; it is not a text file"])
+    _refuse_special(info, where)
     try:
+        # Non-blocking, so a pipe swapped in after the stat cannot hang the open; fstat checks what was opened.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise CatalogProblems([f"{where}: cannot read: {exc.strerror}"]) from None
+    with os.fdopen(fd, "rb") as handle:
+        _refuse_special(os.fstat(handle.fileno()), where)
+        raw = handle.read(yamlsafe.MAX_BYTES + 1)
+    if len(raw) > yamlsafe.MAX_BYTES:
+        raise CatalogProblems([_too_big(where, len(raw))])
+    for bom, encoding in _FOREIGN_BOMS:
+        if raw.startswith(bom):
+            raise CatalogProblems(
+                [f"{where}:1:1: the file is {encoding} (it starts with that byte-order mark); save it as UTF-8"]
+            )
+    nul = raw.find(b"\0")
+    if nul >= 0:
+        line = raw[:nul].count(b"\n") + 1
+        raise CatalogProblems([f"{where}:{line}: contains NUL bytes; it is not a text file"])
+    try:
+        # A UTF-8 byte-order mark is accepted (YAML allows it) and kept, so `stamp record` keeps it too.
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise CatalogProblems([f"{where}:{line}: not valid UTF-8 (byte {exc.start}); save it as UTF-8"]) from None
+
+
+# Longest first: the UTF-32 LE mark starts with the UTF-16 LE one.
+_FOREIGN_BOMS = (
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
+
+
+def _refuse_special(info: os.stat_result, where: str) -> None:
+    if stat.S_ISDIR(info.st_mode):
+        raise CatalogProblems([f"{where}: is a folder; pass the catalog file itself (--catalog PATH/catalog.yaml)"])
+    if not stat.S_ISREG(info.st_mode):
+        raise CatalogProblems(
+            [f"{where}: is not a regular file (a pipe, socket or device); save the catalog as a file and pass that"]
+        )
+    if info.st_size > yamlsafe.MAX_BYTES:
+        raise CatalogProblems([_too_big(where, info.st_size)])
+
+
+def _too_big(where: str, size: int) -> str:
+    return f"{where}: {size} bytes is more than the {yamlsafe.MAX_BYTES}-byte limit for a catalog"
 
 
 def parse(text: str, path: Path) -> Any:
@@ -134,18 +179,34 @@ def build_catalog(data: Any, text: str, path: Path, *, check_files: bool = True)
     try:
         model = CatalogFile.model_validate(data)
     except pydantic.ValidationError as exc:
-        raise CatalogProblems([_describe(err, text, path) for err in exc.errors()]) from None
+        errors = exc.errors()
+        shown = errors[:MAX_PROBLEMS]
+        spots = yamlsafe.locate_all(text, [tuple(err["loc"]) for err in shown])
+        problems = [_describe(err, spots[tuple(err["loc"])], path) for err in shown]
+        raise CatalogProblems(problems + _more(len(errors), path)) from None
     root = path.resolve().parent
-    problems = [
-        f"{_display(path)}:{line}:{col}: {_dotted(loc)}: {message}"
-        for loc, message in _semantic_problems(model, root, check_files)
-        for line, col in [yamlsafe.locate(text, loc)]
-    ]
-    if problems:
-        raise CatalogProblems(problems)
+    found = _semantic_problems(model, root, check_files)
+    if found:
+        spots = yamlsafe.locate_all(text, [loc for loc, _message in found[:MAX_PROBLEMS]])
+        problems = [
+            f"{_display(path)}:{line}:{col}: {_dotted(loc)}: {message}"
+            for loc, message in found[:MAX_PROBLEMS]
+            for line, col in [spots[loc]]
+        ]
+        raise CatalogProblems(problems + _more(len(found), path))
     images = {name: _resolve(name, spec, model.defaults) for name, spec in model.images.items()}
     releases = {name: tuple(items) for name, items in model.releases.items()}
     return Catalog(path=path, root=root, defaults=model.defaults, images=images, releases=releases)
+
+
+# Enough to fix a real catalog in one go; a hostile one with millions of problems is not read once per problem.
+MAX_PROBLEMS = 50
+
+
+def _more(total: int, path: Path) -> list[str]:
+    if total <= MAX_PROBLEMS:
+        return []
+    return [f"{_display(path)}:1:1: and {total - MAX_PROBLEMS} more problems not shown; fix these first"]
 
 
 def _resolve(name: str, spec: ImageSpec, defaults: Defaults) -> Image:
@@ -174,6 +235,7 @@ Problem = tuple[tuple[str | int, ...], str]
 def _semantic_problems(model: CatalogFile, root: Path, check_files: bool) -> list[Problem]:
     problems: list[Problem] = []
     names = sorted(model.images)
+    checked: dict[tuple[str, bool], str | None] = {}
     for name, spec in model.images.items():
         at: tuple[str | int, ...] = ("images", name)
         if (spec.source is None) == (spec.parent is None):
@@ -194,13 +256,15 @@ def _semantic_problems(model: CatalogFile, root: Path, check_files: bool) -> lis
                 )
             )
         if check_files:
-            problems.extend(_path_problems(spec, at, root))
+            problems.extend(_path_problems(spec, at, root, checked))
         for key in ("accounts", "organizations", "organizational_units", "copy_accounts"):
             values: list[str] = getattr(spec.share, key)
+            seen: set[str] = set()
             for index, value in enumerate(values):
-                if value in values[:index]:
+                if value in seen:
                     problems.append(((*at, "share", key, index), f"'{value}' is listed twice"))
-    problems.extend(_cycle_problems(model))
+                seen.add(value)
+    problems.extend(_chain_problems(model))
     problems.extend(_region_problems(model))
     for name, releases in model.releases.items():
         current = [i for i, r in enumerate(releases) if r.status == "current"]
@@ -212,7 +276,9 @@ def _semantic_problems(model: CatalogFile, root: Path, check_files: bool) -> lis
     return problems
 
 
-def _path_problems(spec: ImageSpec, at: tuple[str | int, ...], root: Path) -> list[Problem]:
+def _path_problems(
+    spec: ImageSpec, at: tuple[str | int, ...], root: Path, checked: dict[tuple[str, bool], str | None]
+) -> list[Problem]:
     problems: list[Problem] = []
     checks: list[tuple[tuple[str | int, ...], str, bool]] = [
         ((*at, "provision", i), p, False) for i, p in enumerate(spec.provision)
@@ -222,47 +288,98 @@ def _path_problems(spec: ImageSpec, at: tuple[str | int, ...], root: Path) -> li
     if spec.tests:
         checks.append(((*at, "tests"), spec.tests, True))
     for loc, relative, want_dir in checks:
-        message = check_repo_path(root, relative, want_dir=want_dir)
+        # Many images name the same scripts; each distinct path touches the file system once.
+        if (relative, want_dir) not in checked:
+            checked[(relative, want_dir)] = check_repo_path(root, relative, want_dir=want_dir)
+        message = checked[(relative, want_dir)]
         if message:
             problems.append((loc, message))
     return problems
 
 
+# Folders uploaded to the image (`files`) or run on the CI machine (`tests`) are walked for symlinks leading
+# out of the repository, up to this many entries; a bigger folder is refused rather than half-checked.
+MAX_FOLDER_ENTRIES = 10_000
+
+
 def check_repo_path(root: Path, relative: str, *, want_dir: bool) -> str | None:
     """Why `relative` is not a usable file (or folder) inside the repository, or None when it is."""
+    shown = yamlsafe.show(relative)
     if Path(relative).is_absolute() or "\\" in relative:
-        return f"'{relative}' must be a path relative to the repository root"
+        return f"'{shown}' must be a path relative to the repository root"
     if ".." in Path(relative).parts:
-        return f"'{relative}' must not leave the repository ('..')"
+        return f"'{shown}' must not leave the repository ('..')"
     target = root / relative
     try:
         resolved = target.resolve(strict=True)
-    except (FileNotFoundError, RuntimeError):
-        return f"'{relative}' does not exist (paths are relative to the folder holding catalog.yaml)"
+    except (OSError, RuntimeError):
+        return f"'{shown}' does not exist (paths are relative to the folder holding catalog.yaml)"
     if not resolved.is_relative_to(root):
-        return f"'{relative}' resolves outside the repository (a symlink?)"
+        return f"'{shown}' resolves outside the repository (a symlink?)"
     if want_dir and not resolved.is_dir():
-        return f"'{relative}' must be a folder"
+        return f"'{shown}' must be a folder"
     if not want_dir and not resolved.is_file():
-        return f"'{relative}' must be a file"
+        return f"'{shown}' must be a file"
+    return _escaping_link(root, resolved, shown) if want_dir else None
+
+
+def _escaping_link(root: Path, folder: Path, shown: str) -> str | None:
+    """A symlink inside `folder` that leads out of the repository (Packer would upload what it points to)."""
+    count = 0
+    for current, dirs, files in os.walk(folder):  # symlinked folders are listed, not entered
+        for entry in (*dirs, *files):
+            count += 1
+            if count > MAX_FOLDER_ENTRIES:
+                return (
+                    f"'{shown}' holds more than {MAX_FOLDER_ENTRIES} files and folders; stamp does not upload that many"
+                )
+            path = Path(current) / entry
+            if path.is_symlink():
+                try:
+                    inside = path.resolve(strict=True).is_relative_to(root)
+                except (OSError, RuntimeError):
+                    inside = False
+                if not inside:
+                    link = yamlsafe.show(str(path.relative_to(folder)))
+                    return f"'{shown}' holds a symlink leading out of the repository or nowhere: {link}"
     return None
 
 
-def _cycle_problems(model: CatalogFile) -> list[Problem]:
+def _chain_problems(model: CatalogFile) -> list[Problem]:
+    """Parent chains that form a cycle, or are longer than MAX_CHAIN; each image is walked once."""
     problems: list[Problem] = []
-    reported: set[str] = set()
+    depth: dict[str, int | None] = {}  # ancestors of an image; None on or behind a cycle
     for start in sorted(model.images):
-        chain = [start]
-        parent = model.images[start].parent
-        while parent is not None and parent in model.images and parent not in reported:
-            if parent in chain:
-                cycle = [*chain[chain.index(parent) :], parent]
-                problems.append((("images", parent, "parent"), "parent chain forms a cycle: " + " → ".join(cycle)))
-                reported.update(cycle)
-                break
-            chain.append(parent)
-            parent = model.images[parent].parent
+        chain: list[str] = []
+        index: dict[str, int] = {}
+        node: str | None = start
+        while node is not None and node in model.images and node not in depth and node not in index:
+            index[node] = len(chain)
+            chain.append(node)
+            node = model.images[node].parent
+        below: int | None = -1
+        if node is not None and node in index:
+            cycle = [*chain[index[node] :], node]
+            problems.append((("images", node, "parent"), "parent chain forms a cycle: " + " → ".join(cycle)))
+            below = None
+        elif node is not None and node in depth:
+            below = depth[node]
+        for name in reversed(chain):
+            below = None if below is None else below + 1
+            depth[name] = below
+            if below == MAX_CHAIN:
+                problems.append(
+                    (
+                        ("images", name, "parent"),
+                        f"'{name}' has {MAX_CHAIN} images above it; a parent chain may be at most {MAX_CHAIN} "
+                        "images long (each layer is a separate build)",
+                    )
+                )
     return problems
+
+
+# Images from a root to its deepest descendant; real layering (OS, runtime, app) needs a handful.
+MAX_CHAIN = 16
 
 
 def _region_problems(model: CatalogFile) -> list[Problem]:
@@ -282,24 +399,28 @@ def _region_problems(model: CatalogFile) -> list[Problem]:
     return problems
 
 
-def _describe(err: Mapping[str, Any], text: str, path: Path) -> str:
+def _describe(err: Mapping[str, Any], spot: tuple[int, int], path: Path) -> str:
     loc: tuple[str | int, ...] = tuple(err["loc"])
-    line, col = yamlsafe.locate(text, loc)
+    line, col = spot
     kind = err["type"]
     value = err.get("input")
     message = str(err["msg"])
     if kind == "extra_forbidden":
         parent_model = _model_at(loc[:-1])
         options = sorted(parent_model.model_fields) if parent_model else []
-        message = f"unknown key '{loc[-1]}'{_suggest(str(loc[-1]), options)}"
+        message = f"unknown key '{yamlsafe.show(str(loc[-1]))}'{_suggest(str(loc[-1]), options)}"
         if options and "did you mean" not in message:
             message += f" (allowed: {', '.join(options)})"
     elif kind == "string_type" and isinstance(value, int) and not isinstance(value, bool):
         message = (
             'must be a quoted string, e.g. "012345678901": unquoted digits are read as a number and lose leading zeros'
         )
+    elif kind == "bool_type" and isinstance(value, str):
+        message = (
+            f"'{yamlsafe.show(value)}' is not a boolean: write true or false (stamp reads yes, no, on, off as text)"
+        )
     elif kind == "string_pattern_mismatch":
-        message = f"{value!r} is not valid: {_pattern_help(loc)}"
+        message = f"'{yamlsafe.show(str(value))}' is not valid: {_pattern_help(loc)}"
     elif kind == "missing":
         message = "required key is missing"
     return f"{_display(path)}:{line}:{col}: {_dotted(loc)}: {message}"
@@ -308,6 +429,8 @@ def _describe(err: Mapping[str, Any], text: str, path: Path) -> str:
 def _pattern_help(loc: tuple[str | int, ...]) -> str:
     keys = [k for k in loc if isinstance(k, str)]
     field = keys[-1] if keys else ""
+    if len(keys) >= 2 and keys[-2] == "amis":  # the value under a region key
+        field = "amis"
     helps = {
         "accounts": "an account ID is exactly 12 digits, quoted",
         "copy_accounts": "an account ID is exactly 12 digits, quoted",
@@ -321,6 +444,11 @@ def _pattern_help(loc: tuple[str | int, ...]) -> str:
         "releases": "image names are lowercase letters, digits and dashes, starting with a letter",
         "parent": "image names are lowercase letters, digits and dashes, starting with a letter",
         "amis": "expected a region name mapped to an AMI ID such as ami-0123456789abcdef0",
+        "instance_type": "expected an EC2 instance type such as t3.micro",
+        "ssh_username": "expected a Linux user name such as admin",
+        "built_at": 'expected a UTC time such as "2026-11-26T15:00:00Z"',
+        "commit": "expected a git commit hash (6 to 40 lowercase hex digits)",
+        "build_id": "expected lowercase letters, digits and dashes",
     }
     return helps.get(field, "see docs/catalog.md for the expected format")
 
@@ -366,12 +494,12 @@ def _suggest(word: str, options: Iterable[str]) -> str:
 def _dotted(loc: Iterable[str | int]) -> str:
     out = ""
     for key in loc:
-        out += f"[{key}]" if isinstance(key, int) else (f".{key}" if out else str(key))
+        out += f"[{key}]" if isinstance(key, int) else (f".{yamlsafe.show(key)}" if out else yamlsafe.show(key))
     return out
 
 
 def _display(path: Path) -> str:
     try:
         return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
+    except (ValueError, OSError, RuntimeError):  # RuntimeError: a symlink loop, on Python 3.11
         return str(path)

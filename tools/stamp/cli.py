@@ -263,8 +263,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     catalog = _catalog(args)
     names = _images(catalog, args.images or [n for n in catalog.images if (Path(args.out) / n).is_dir()])
     results = [read_result(Path(args.out), name) for name in names]
-    if args.cloud == "local":
-        ensure_may_record(catalog, _target(args, catalog))
+    ensure_may_record(catalog, args.cloud)  # before anything starts: a refusal leaves no local cloud running
     for release, result in zip(record(catalog.path, results, cloud=args.cloud), results, strict=True):
         say(f"recorded {result.image} version {release.version}: " + " ".join(release.amis.values()))
     return 0

@@ -51,6 +51,14 @@ def target_for(kind: CloudKind, catalog: Catalog) -> Target:
     if kind == "aws":
         return Target("aws", AwsCloud(None))
     if local.status(catalog.root) is None:
+        if (local.cloud.state_root(catalog.root) / "state.json").is_file():
+            # moto keeps everything in memory: a cloud whose server died has lost every AMI built in it.
+            print(
+                "local cloud: the one recorded in .stamp/local/state.json has stopped (its moto server is gone), "
+                "and every AMI built in it with it; starting a new one. Build again what you need "
+                "(`stamp release IMAGE…`); `stamp local down` clears the old state.",
+                file=sys.stderr,
+            )
         print("local cloud: starting (moto server, container engine, base image)…", file=sys.stderr)
     cloud = local.up(catalog.root, seeds_for(catalog))
     env = local.aws_env(cloud)

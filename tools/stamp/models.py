@@ -4,7 +4,28 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic_core import PydanticCustomError
+
+# Packer's amazon-ebs builder and its provisioners run every string they get through Go's text/template (the
+# description and tags even twice), after HCL is done with it: `{{ pwd }}` in a description would publish the
+# build machine's path, and no escape survives two renders. Text without `{{` passes through unchanged.
+GO_TEMPLATE_OPEN = "{{"
+
+
+def no_go_template(value: str) -> str:
+    """Refuse `{{` in a string that reaches Packer (validation names the file, line and key)."""
+    if GO_TEMPLATE_OPEN in value:
+        raise PydanticCustomError(
+            "go_template",
+            "contains '{{', which Packer would run as a Go template action; remove the double brace (no escape "
+            "survives Packer's rendering)",
+        )
+    return value
+
+
+# Catalog strings that Packer receives, through the generated variables file.
+PackerText = Annotated[str, AfterValidator(no_go_template)]
 
 AccountId = Annotated[
     str,
@@ -24,7 +45,10 @@ OrganizationalUnitArn = Annotated[
 Region = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]$")]
 AmiId = Annotated[str, StringConstraints(pattern=r"^ami-[0-9a-f]{8,17}$")]
 ImageName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,62}$")]
-RepoPath = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+RepoPath = Annotated[str, StringConstraints(min_length=1, max_length=1024), AfterValidator(no_go_template)]
+# Only `true`/`false`: pydantic would otherwise read the strings `yes`, `on`, `NO`, `0` as booleans, the very
+# YAML 1.1 surprise the loader keeps out (`public: yes` must not mean public).
+Flag = Annotated[bool, Field(strict=True)]
 # Owners of vendor images: account IDs, or the aliases AWS accepts (amazon, aws-marketplace, self).
 Owner = Annotated[str, Field(strict=True), StringConstraints(pattern=r"^([0-9]{12}|amazon|aws-marketplace|self)$")]
 
@@ -34,7 +58,7 @@ class Model(BaseModel):
 
 
 class SourceFilter(Model):
-    name: Annotated[str, StringConstraints(min_length=1, max_length=128)] = Field(
+    name: Annotated[PackerText, StringConstraints(min_length=1, max_length=128)] = Field(
         description="AMI name pattern, as in DescribeImages' name filter (wildcards * and ?)"
     )
     owners: list[Owner] = Field(min_length=1, description="Account IDs (quoted) or amazon/aws-marketplace")
@@ -46,7 +70,7 @@ class Source(Model):
 
 class Rebuild(Model):
     max_age_days: int | None = Field(default=None, ge=1, le=3650)
-    on_new_source: bool = False
+    on_new_source: Flag = False
 
 
 class Retention(Model):
@@ -62,7 +86,7 @@ class Share(Model):
         default=[],
         description="Accounts that copy the image into their own account; only these get snapshot permissions",
     )
-    public: bool = Field(default=False, description="Share with everyone; also needs defaults.allow_public")
+    public: Flag = Field(default=False, description="Share with everyone; also needs defaults.allow_public")
 
 
 class Defaults(Model):
@@ -72,11 +96,11 @@ class Defaults(Model):
     volume_size_gb: int = Field(default=8, ge=1, le=16384)
     retention: Retention = Retention()
     rebuild: Rebuild = Rebuild()
-    allow_public: bool = Field(default=False, description="Catalog-wide permission for images with public: true")
+    allow_public: Flag = Field(default=False, description="Catalog-wide permission for images with public: true")
 
 
 class ImageSpec(Model):
-    description: Annotated[str, StringConstraints(max_length=255)] = ""
+    description: Annotated[PackerText, StringConstraints(max_length=255)] = ""
     source: Source | None = None
     parent: ImageName | None = None
     provision: list[RepoPath] = Field(default=[], description="Shell scripts run in order, as root")

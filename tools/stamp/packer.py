@@ -24,6 +24,9 @@ BLANKED = ("AWS_MAX_ATTEMPTS", "AWS_POLL_DELAY_SECONDS")
 # No call home for a version check: these machines may have no internet, and builds must not depend on it.
 QUIET = {"CHECKPOINT_DISABLE": "1"}
 
+# `packer version` answers at once; a Packer that hangs here is broken, and every command would hang with it.
+VERSION_TIMEOUT = 30.0
+
 _VERSION = re.compile(r"(?:Packer v|^v?)(\d+)\.(\d+)\.(\d+)", re.MULTILINE)
 
 
@@ -43,10 +46,15 @@ def parse_version(text: str) -> tuple[int, int, int]:
 def detect_version(env: Mapping[str, str] | None = None) -> tuple[int, int, int]:
     """The installed Packer's version; a clear BuildError when there is none."""
     try:
-        done = proc.run([PACKER, "version"], env=packer_env(env), echo=False, timeout=60)
+        done = proc.run([PACKER, "version"], env=packer_env(env), echo=False, timeout=VERSION_TIMEOUT)
     except proc.ProcessError as exc:
         if exc.returncode == 127:
             raise BuildError("packer is not installed (not found on PATH)", hint=INSTALL_HINT) from None
+        if exc.timed_out:
+            raise BuildError(
+                f"`packer version` did not answer within {VERSION_TIMEOUT:g} s; it was stopped",
+                hint=f"check the `packer` found on PATH (`command -v packer`); {INSTALL_HINT}",
+            ) from None
         raise BuildError(f"`packer version` failed (exit {exc.returncode}): {exc.stderr.strip()}") from None
     return parse_version(done.stdout + done.stderr)
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+import signal
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -22,11 +24,14 @@ class Completed:
 class ProcessError(Exception):
     """A command exited non-zero (or could not start); carries the command, rc and output."""
 
-    def __init__(self, args: Sequence[str], returncode: int, stdout: str, stderr: str) -> None:
+    def __init__(
+        self, args: Sequence[str], returncode: int, stdout: str, stderr: str, *, timed_out: bool = False
+    ) -> None:
         self.args_ = tuple(args)
         self.returncode = returncode
         self.stdout = stdout
         self.stderr = stderr
+        self.timed_out = timed_out
         tail = (stderr or stdout).strip().splitlines()[-15:]
         super().__init__(
             f"command failed (exit {returncode}): {shlex.join(args)}" + ("\n" + "\n".join(tail) if tail else "")
@@ -48,24 +53,59 @@ def run(
         print(f"+ {shlex.join(args)}", file=sys.stderr)
     full_env = {**os.environ, **env} if env else None
     try:
-        done = subprocess.run(
+        child = subprocess.Popen(
             list(args),
             cwd=cwd,
             env=full_env,
-            capture_output=True,
+            stdin=subprocess.PIPE if input_text is not None else None,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=timeout,
-            input=input_text,
-            check=False,
         )
     except FileNotFoundError as exc:
         raise ProcessError(args, 127, "", f"{args[0]}: not found ({exc})") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise ProcessError(args, 124, "", f"timed out after {timeout}s") from exc
-    result = Completed(tuple(args), done.returncode, done.stdout, done.stderr)
-    if check and done.returncode != 0:
-        raise ProcessError(args, done.returncode, done.stdout, done.stderr)
+    except PermissionError as exc:  # found, but not executable (the shell's exit 126)
+        raise ProcessError(args, 126, "", f"{args[0]}: not executable ({exc})") from exc
+    with child:
+        try:
+            stdout, stderr = child.communicate(input_text, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            # subprocess.run would kill only the child, leaving what it started (a shell's commands, Packer's
+            # plugins) running and holding the output pipes.
+            _kill_tree(child)
+            child.wait()  # not communicate(): a daemon that escaped the tree may hold the pipes open forever
+            raise ProcessError(args, 124, "", f"timed out after {timeout:g} s", timed_out=True) from exc
+        except BaseException:  # Ctrl-C: as subprocess.run does
+            child.kill()
+            raise
+    result = Completed(tuple(args), child.returncode, stdout, stderr)
+    if check and child.returncode != 0:
+        raise ProcessError(args, child.returncode, stdout, stderr)
     return result
+
+
+def _kill_tree(child: subprocess.Popen[str]) -> None:
+    """SIGKILL `child` and every process below it (found through /proc, where there is one)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(child.pid, signal.SIGSTOP)  # no new children while the tree is read
+    parents: dict[int, list[int]] = {}
+    with contextlib.suppress(OSError):
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, ValueError, IndexError):
+                    continue
+                parents.setdefault(ppid, []).append(int(entry.name))
+    tree, queue = [], [child.pid]
+    while queue:
+        below = parents.get(queue.pop(), [])
+        tree += below
+        queue += below
+    for pid in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    child.kill()
 
 
 def start(

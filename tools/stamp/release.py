@@ -18,9 +18,13 @@ from stamp.share import publish
 WORKSPACE_MARKER = Path(".stamp") / "local-workspace"
 
 
-def ensure_may_record(catalog: Catalog, target: Target) -> None:
-    """Local-cloud AMIs exist only on this machine: they never go into a repository's real catalog."""
-    if target.kind == "local" and not (catalog.root / WORKSPACE_MARKER).exists():
+def ensure_may_record(catalog: Catalog, target: Target | str) -> None:
+    """Local-cloud AMIs exist only on this machine: they never go into a repository's real catalog.
+
+    `target` may be just the cloud's kind: refusing needs no running cloud.
+    """
+    kind = target if isinstance(target, str) else target.kind
+    if kind == "local" and not (catalog.root / WORKSPACE_MARKER).exists():
         raise PolicyError(
             f"{catalog.path}: local-cloud releases are never recorded in the repository's own catalog",
             hint="run the pipeline in a scratch copy (`stamp demo --keep` leaves one), or mark a copy you made"

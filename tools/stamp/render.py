@@ -40,11 +40,6 @@ BUILD_VARIABLES = (
     "poll_max_attempts",
 )
 
-# Packer's amazon-ebs builder and its provisioners run every string they get through Go's text/template
-# (the description and tags even twice), after HCL is done with it: `{{ pwd }}` in a description would
-# publish the build machine's path. Text without `{{` passes through text/template unchanged.
-GO_TEMPLATE_OPEN = "{{"
-
 
 @dataclass(frozen=True)
 class Shape:
@@ -71,8 +66,8 @@ def render_image(
     if image is None:
         known = ", ".join(sorted(catalog.images)) or "none"
         raise CatalogError(f"no image named '{name}' in {catalog.path}", hint=f"images: {known}")
+    # Catalog strings with `{{` never get here: validation refuses them (models.no_go_template), naming the line.
     values = image_variables(catalog, image, placeholder_parent_ami=placeholder_parent_ami)
-    _refuse_go_templates(name, values)
     shape = Shape(root=image.parent is None, files=image.files is not None, scripts=bool(image.provision))
     files = {
         HCL_FILE: _template("image.pkr.hcl.j2").render(**asdict(shape)),
@@ -147,31 +142,6 @@ def _parent_ami(catalog: Catalog, image: Image, region: str, placeholder: str | 
             hint=f"run `stamp release {parent}` so its current release covers {region}",
         )
     return ami
-
-
-def _refuse_go_templates(name: str, values: Mapping[str, Any]) -> None:
-    for key, value in sorted(values.items()):
-        items = value if isinstance(value, list) else [value]
-        for item in items:
-            if isinstance(item, str) and GO_TEMPLATE_OPEN in item:
-                raise CatalogError(
-                    f"image '{name}': {_catalog_key(key)} contains '{{{{', which Packer would run as a "
-                    f"template action: {item!r}",
-                    hint="remove the double brace: Packer renders this value as a Go template, some fields twice, "
-                    "so no escape survives",
-                )
-
-
-def _catalog_key(variable: str) -> str:
-    keys = {
-        "source_ami_name": "source.filter.name",
-        "source_ami_owners": "source.filter.owners",
-        "provision_scripts": "provision",
-        "files_dir": "files",
-        "build_region": "regions",
-        "copy_regions": "regions",
-    }
-    return keys.get(variable, variable)
 
 
 @cache

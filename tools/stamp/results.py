@@ -37,7 +37,8 @@ def result_path(build_root: Path, image: str) -> Path:
 def read_result(build_root: Path, image: str) -> BuildResult:
     path = result_path(build_root, image)
     try:
-        return BuildResult.model_validate_json(path.read_text(encoding="utf-8"))
+        # Bytes: pydantic's JSON parser refuses invalid UTF-8 as a validation error, not a UnicodeDecodeError.
+        return BuildResult.model_validate_json(path.read_bytes())
     except FileNotFoundError:
         raise CatalogError(
             f"{path}: no build result for image '{image}'", hint=f"run `stamp build {image}` first"

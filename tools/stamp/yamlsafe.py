@@ -8,7 +8,7 @@ expand to gigabytes) and so that `NO`, `on` or `0123` never turn into booleans o
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +37,13 @@ _NUMBER_START = frozenset("0123456789+-.")
 PathKey = str | int
 Path = tuple[PathKey, ...]
 
-MAX_BYTES = 64 * 1024 * 1024
+# A catalog is kilobytes; this still holds tens of thousands of releases. Parsing costs about 0.35 s and
+# 60 MB of memory per MiB of the worst-case text (a flow list of one-letter items), so the limit bounds both.
+MAX_BYTES = 8 * 1024 * 1024
+# The deepest catalog path is releases.<image>[i].source.amis.<region>: five containers. libyaml stops at
+# 1000 levels with a vague message; this stops far earlier and says why.
+MAX_DEPTH = 32
+TOO_DEEP = f"nested more than {MAX_DEPTH} levels deep; a catalog needs at most 6"
 
 
 @dataclass(frozen=True)
@@ -67,9 +73,23 @@ def _mark(event: Any) -> tuple[int, int]:
     return (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
 
 
+def show(value: str, limit: int = 60) -> str:
+    """`value` safe to echo in a message: control, bidi and other invisible characters escaped, and shortened.
+
+    Catalog text is untrusted (a pull request's); echoed raw, a newline in a key could start a forged line in a
+    CI log, and a right-to-left override could make the message read differently from what it says.
+    """
+    escaped = "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in value)
+    return escaped if len(escaped) <= limit else escaped[: limit - 1] + "…"
+
+
 def _events(text: str) -> Iterator[Any]:
     # Events are typed loosely: PyYAML's stubs give the base class no attributes.
-    parser = CParser(text)
+    try:
+        parser = CParser(text)
+    except UnicodeEncodeError as exc:  # a lone surrogate: only a str built in Python can hold one
+        line, col = _position(text, exc.start)
+        raise YamlProblem("not valid text: a lone UTF-16 surrogate character", line, col) from None
     try:
         while True:
             event = parser.get_event()
@@ -79,19 +99,39 @@ def _events(text: str) -> Iterator[Any]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
+        if "nesting depth" in str(exc.problem):  # libyaml's own limit, met before ours in flow collections
+            raise YamlProblem(TOO_DEEP, line, col) from None
         raise YamlProblem(f"not valid YAML: {exc.problem}", line, col) from None
+    except yaml.reader.ReaderError as exc:
+        # libyaml counts the offset in UTF-8 bytes.
+        before = text.encode("utf-8", "surrogatepass")[: exc.position].decode("utf-8", "replace")
+        line, col = _position(before, len(before))
+        code = f" U+{exc.character:04X}" if isinstance(exc.character, int) else ""
+        raise YamlProblem(
+            f"not valid YAML: character{code} is not allowed here ({exc.reason}); write it as an escape in a "
+            'double-quoted string, e.g. "\\t"',
+            line,
+            col,
+        ) from None
     except yaml.YAMLError as exc:
         raise YamlProblem(f"not valid YAML: {exc}", 0, 0) from None
     finally:
         parser.dispose()
 
 
+def _position(text: str, index: int) -> tuple[int, int]:
+    line = text.count("\n", 0, index) + 1
+    return line, index - (text.rfind("\n", 0, index) + 1) + 1
+
+
 def _refuse_node_extras(event: Any, path: Path) -> None:
     if event.anchor is not None:
-        raise YamlProblem(f"anchor '&{event.anchor}' is not allowed: write the value out in full", *_mark(event), path)
+        raise YamlProblem(
+            f"anchor '&{show(event.anchor)}' is not allowed: write the value out in full", *_mark(event), path
+        )
     tag = getattr(event, "tag", None)
     if tag is not None and tag != "!":
-        raise YamlProblem(f"YAML tag '{tag}' is not allowed: use plain values", *_mark(event), path)
+        raise YamlProblem(f"YAML tag '{show(tag)}' is not allowed: use plain values", *_mark(event), path)
 
 
 def load(text: str) -> Any:
@@ -118,7 +158,7 @@ def load(text: str) -> Any:
             if type(value) is not str:
                 raise YamlProblem("mapping keys must be plain strings", *_mark(event), frame[2])
             if value in container:
-                raise YamlProblem(f"duplicate key '{value}'", *_mark(event), (*frame[2], value))
+                raise YamlProblem(f"duplicate key '{show(value)}'", *_mark(event), (*frame[2], value))
             frame[1] = value
             return True
         container[frame[1]] = value
@@ -138,12 +178,14 @@ def load(text: str) -> Any:
             _refuse_node_extras(event, path)
             if stack and type(stack[-1][0]) is dict and stack[-1][1] is _NO_KEY:
                 raise YamlProblem("mapping keys must be plain strings", *_mark(event), path)
+            if len(stack) >= MAX_DEPTH:
+                raise YamlProblem(TOO_DEEP, *_mark(event), path)
             stack.append([{} if cls is ev.MappingStartEvent else [], _NO_KEY, path])
         elif cls is ev.MappingEndEvent or cls is ev.SequenceEndEvent:
             place(stack.pop()[0], event)
         elif cls is ev.AliasEvent:
             raise YamlProblem(
-                f"alias '*{event.anchor}' is not allowed: write the value out in full",
+                f"alias '*{show(event.anchor)}' is not allowed: write the value out in full",
                 *_mark(event),
                 _path_of(stack),
             )
@@ -176,14 +218,38 @@ def locate(text: str, target: Path) -> tuple[int, int]:
 
     Only called on the error path, so the fast `load` never pays for tracking positions.
     """
-    best = (1, 1)
-    # Each frame: [is_mapping, path, next index or pending key, expecting_key]
+    return locate_all(text, [target])[target]
+
+
+def locate_all(text: str, targets: Iterable[Path]) -> dict[Path, tuple[int, int]]:
+    """`locate` for many paths in one pass over the text (a file with many problems is read once, not per problem)."""
+    prefixes: dict[Path, list[Path]] = {}
+    best: dict[Path, tuple[int, int]] = {}
+    for target in dict.fromkeys(targets):
+        best[target] = (1, 1)
+        for size in range(len(target) + 1):
+            prefixes.setdefault(target[:size], []).append(target)
+    missing = len(best)
+
+    def reached(path: Path, event: Any) -> bool:
+        """Note `event` as the best position so far for every target under `path`; True once all are exact."""
+        nonlocal missing
+        for target in prefixes.get(path, ()):
+            best[target] = _mark(event)
+            if target == path:
+                missing -= 1
+        return missing == 0
+
+    # Each frame: [is_mapping, path, next index or pending key, expecting_key, is_a_key]
     stack: list[list[Any]] = []
     for event in _events(text):
         cls = type(event)
         if cls in (ev.MappingEndEvent, ev.SequenceEndEvent):
-            stack.pop()
-            _advance(stack)
+            if not stack[-1][4]:
+                stack.pop()
+                _advance(stack)
+            else:
+                stack.pop()
             continue
         if cls not in (ev.ScalarEvent, ev.MappingStartEvent, ev.SequenceStartEvent, ev.AliasEvent):
             continue
@@ -193,20 +259,20 @@ def locate(text: str, target: Path) -> tuple[int, int]:
             key = event.value if cls is ev.ScalarEvent else None
             frame[2], frame[3] = key, False
             path = (*frame[1], key)
-            if target[: len(path)] == path:
-                best = _mark(event)
-                if path == target:
-                    return best
+            if reached(path, event):
+                return best
+            if cls is ev.MappingStartEvent or cls is ev.SequenceStartEvent:  # a complex key (load refuses them)
+                stack.append(
+                    [cls is ev.MappingStartEvent, path, None if cls is ev.MappingStartEvent else 0, True, True]
+                )
             continue
         path = _child_path(stack)
-        if target[: len(path)] == path and (not stack or not stack[-1][0]):
-            best = _mark(event)
-            if path == target:
-                return best
+        if (not stack or not stack[-1][0]) and reached(path, event):
+            return best
         if cls is ev.MappingStartEvent:
-            stack.append([True, path, None, True])
+            stack.append([True, path, None, True, False])
         elif cls is ev.SequenceStartEvent:
-            stack.append([False, path, 0, False])
+            stack.append([False, path, 0, False, False])
         else:
             _advance(stack)
     return best
