@@ -2,24 +2,38 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
 import secrets
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from stamp import local, packer, proc
+from stamp import gc, local, packer, proc
 from stamp.catalog import Catalog, Image
+from stamp.cloud import BUILD_ID_TAG, ImageDetails, TaggedResource
 from stamp.clouds import Target
-from stamp.errors import BuildError, CatalogError, StampError
+from stamp.errors import BuildError, CatalogError, CloudError, StampError, UsageError
+from stamp.local.baseimage import image_exists
 from stamp.models import ReleaseSource
 from stamp.render import MANIFEST_FILE, render_image, write_render
-from stamp.results import BuildResult, write_result
+from stamp.results import BuildResult, result_path, write_result
 
 UNKNOWN_COMMIT = "0000000"
+IMAGE_TAG = "stamp:image"
+SOURCE_AMI_TAG = "stamp:source-ami"
+
+# Set once stamp is asked to stop (SIGTERM, Ctrl-C): no build starts another phase after it.
+_stopping = threading.Event()
+_signalled: set[int] = set()
+_signalled_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -43,6 +57,89 @@ def iso(moment: datetime) -> str:
 def new_build_id(image: str, now: datetime) -> str:
     """Unique per build; also the AMI name suffix, so two builds in one second never collide (FACTS)."""
     return f"{image}-{now.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(3)}"
+
+
+def ami_name(image: str, build_id: str) -> str:
+    """The AMI name the template gives (`ami_name = "${var.image_name}-${var.build_id}"`): unique to a build."""
+    return f"{image}-{build_id}"
+
+
+def run_tags(image: str, build_id: str) -> dict[str, str]:
+    """The tags the template's `run_tags` put on what a build creates."""
+    return {BUILD_ID_TAG: build_id, IMAGE_TAG: image}
+
+
+def check_build_id(catalog: Catalog, image: str, build_id: str) -> None:
+    """A reused `--build-id` must be one stamp made for this image, and not one a release already records."""
+    if not re.fullmatch(rf"{re.escape(image)}-\d{{14}}-[0-9a-f]+", build_id) or gc.build_id_time(build_id) is None:
+        raise UsageError(
+            f"--build-id {build_id!r} is not a build ID of image '{image}'",
+            hint=f"build IDs look like {new_build_id(image, utc_now())}; reuse the one the interrupted build printed",
+        )
+    for release in catalog.releases.get(image, ()):
+        if release.build_id == build_id:
+            raise UsageError(
+                f"build {build_id} is release {release.version} of '{image}' already",
+                hint="a recorded build is never built again: leave out --build-id to make a new one",
+            )
+
+
+class _Stopped(BuildError):
+    """The build stopped because stamp was asked to (SIGTERM, Ctrl-C)."""
+
+
+def stop_builds(signum: int = signal.SIGTERM) -> None:
+    """Stop every build of this process: none starts another phase, and each running Packer gets `signum`.
+
+    A signal sent to stamp alone never reaches Packer, and Packer cleans up only when told: on SIGTERM or
+    SIGINT it terminates its instance, deletes its temporary key pair and security group, and deregisters an
+    AMI it made. Builds run in worker threads, where no exception raised by a signal handler can reach them.
+    """
+    _stopping.set()
+    _signal_packer(signum)
+
+
+def clear_stop() -> None:
+    """Forget an earlier `stop_builds` (for a process that goes on, such as a test calling `cli.main`)."""
+    _stopping.clear()
+    with _signalled_lock:
+        _signalled.clear()
+
+
+def _signal_packer(signum: int) -> None:
+    """Send `signum` once to each `packer` this process started; found through /proc, so Linux only.
+
+    Packer handles its first signal by cancelling and cleaning up; later ones would be ignored, but each gets
+    one anyway, so a Packer that started just after the first call is stopped by the next.
+    """
+    me = os.getpid()
+    with contextlib.suppress(OSError):
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            command = stat[stat.find("(") + 1 : stat.rfind(")")]
+            fields = stat[stat.rfind(")") + 2 :].split()
+            if command != "packer" or len(fields) < 2 or fields[1] != str(me):
+                continue
+            pid = int(entry.name)
+            with _signalled_lock:
+                if pid in _signalled:
+                    continue
+                _signalled.add(pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+
+def _check_stop(name: str, build_id: str) -> None:
+    if _stopping.is_set():
+        raise _Stopped(
+            f"[{name}] build {build_id} stopped: stamp was asked to stop",
+            hint=f"run it again: `stamp build {name} --build-id {build_id}` adopts what it finished",
+        )
 
 
 def git_commit(repo: Path) -> str:
@@ -72,11 +169,26 @@ def resolve_source(catalog: Catalog, image: Image, target: Target) -> tuple[str,
     return found.ami_id, ReleaseSource(amis={region: found.ami_id})
 
 
-def build_image(catalog: Catalog, name: str, target: Target, *, build_root: Path) -> BuildResult:
-    """Build one image; the build container (local cloud) is removed whatever happens."""
+def build_image(
+    catalog: Catalog, name: str, target: Target, *, build_root: Path, build_id: str | None = None
+) -> BuildResult:
+    """Build one image; the build container (local cloud) and the build's key pair are removed whatever happens.
+
+    With `build_id` (a rerun of an interrupted build), AMIs that build registered in every region the image
+    needs are adopted instead of built again; whatever else it left is removed first.
+    """
     image = catalog.images[name]
     started = utc_now()
-    build_id = new_build_id(name, started)
+    # result.json says "this build succeeded": one from an earlier build must not outlive a failing one.
+    result_path(build_root, name).unlink(missing_ok=True)
+    if build_id is None:
+        build_id = new_build_id(name, started)
+    else:
+        check_build_id(catalog, name, build_id)
+        adopted = _adopt(catalog, image, target, build_id, build_root=build_root)
+        if adopted is not None:
+            return adopted
+    _check_stop(name, build_id)
     source_ami, source = resolve_source(catalog, image, target)
     out = build_root / name
     packer_version = packer.detect_version()
@@ -87,6 +199,8 @@ def build_image(catalog: Catalog, name: str, target: Target, *, build_root: Path
     timings: dict[str, float] = {}
     say(f"[{name}] build {build_id} from {source_ami} in {image.regions[0]} ({target.kind})")
     container: local.Instance | None = None
+    key_name: str | None = None
+    private_key: Path | None = None
     try:
         if target.local is not None:
             clock = time.monotonic()
@@ -95,36 +209,44 @@ def build_image(catalog: Catalog, name: str, target: Target, *, build_root: Path
                 source_ami,
                 name=f"stamp-build-{build_id}",
                 ssh_user=image.ssh_username,
-                labels={"stamp:build-id": build_id},
+                labels={BUILD_ID_TAG: build_id},
             )
             timings["start_instance"] = round(time.monotonic() - clock, 2)
             variables |= {
                 "ec2_endpoint": target.local.endpoint_url,
                 "ssh_host": container.ssh_host,
                 "ssh_port": str(container.ssh_port),
-                "ssh_private_key_file": str(target.local.ssh_private_key),
                 "poll_delay_seconds": "1",
                 "poll_max_attempts": "120",
             }
+        _check_stop(name, build_id)
+        key_name, private_key = _import_key_pair(target, image, build_id, out)
+        variables |= {"ssh_keypair_name": key_name, "ssh_private_key_file": str(private_key)}
         clock = time.monotonic()
-        packer.build(out, env=target.packer_env, vars=variables, log=out / "packer.log", image=name)
+        try:
+            packer.build(out, env=target.packer_env, vars=variables, log=out / "packer.log", image=name)
+        except BuildError as exc:
+            raise _with_leftovers(exc, target, image, build_id, key_name) from None
         timings["packer"] = round(time.monotonic() - clock, 2)
         amis = packer.read_manifest(out / MANIFEST_FILE, build_id=build_id)
         if set(amis) != set(image.regions):
-            raise BuildError(
+            problem = BuildError(
                 f"[{name}] Packer made AMIs in {', '.join(sorted(amis)) or 'no region'}, the catalog asks for "
-                f"{', '.join(image.regions)}",
-                hint=f"nothing was recorded or shared; `stamp gc` removes what build {build_id} created",
+                f"{', '.join(image.regions)}"
             )
+            raise _with_leftovers(problem, target, image, build_id, key_name)
         if image.parent is None:
             source = ReleaseSource(amis={image.regions[0]: _source_packer_used(target, image, amis, source_ami)})
         if target.local is not None and container is not None:
             clock = time.monotonic()
             local.commit(target.local, container.container_id, list(amis.values()))
             timings["commit"] = round(time.monotonic() - clock, 2)
+        if _stopping.is_set():
+            # The AMIs exist and are tagged (and committed locally): a rerun with this build ID adopts them.
+            stopped = _Stopped(f"[{name}] build {build_id} stopped after Packer registered its AMIs")
+            raise _with_leftovers(stopped, target, image, build_id, key_name)
     finally:
-        if target.local is not None and container is not None:
-            local.terminate(target.local, container.container_id)
+        _clean_up(target, image, build_id, container, key_name, private_key)
     result = BuildResult(
         image=name,
         build_id=build_id,
@@ -140,6 +262,259 @@ def build_image(catalog: Catalog, name: str, target: Target, *, build_root: Path
     write_result(build_root, result)
     say(f"[{name}] built: " + ", ".join(f"{r} {a}" for r, a in amis.items()))
     return result
+
+
+def _import_key_pair(target: Target, image: Image, build_id: str, out: Path) -> tuple[str, Path]:
+    """A key pair for Packer's instance, tagged with the build ID as it is created.
+
+    Packer 1.6.6 makes its own temporary key pair (`packer_<uuid>`) without any tag, so a killed build would
+    leave a key pair nobody can tell apart from others; given `ssh_keypair_name` and `ssh_private_key_file`,
+    it makes none. (Recent versions of the amazon plugin tag their temporary key pair with `run_tags`.)
+    """
+    region = image.regions[0]
+    key_name = f"stamp-build-{build_id}"
+    if target.local is not None:
+        private_key = target.local.ssh_private_key
+    else:
+        key_dir = (out / "ssh").resolve()
+        key_dir.mkdir(parents=True, exist_ok=True)
+        private_key = key_dir / "id_ed25519"
+        private_key.unlink(missing_ok=True)
+        private_key.with_suffix(".pub").unlink(missing_ok=True)
+        try:
+            proc.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", key_name, "-f", str(private_key)])
+        except proc.ProcessError as exc:
+            raise BuildError(
+                f"[{image.name}] making the build's SSH key failed: {exc}",
+                hint="install the OpenSSH client (`sudo apt-get install -y openssh-client`), then retry",
+            ) from None
+    public_key = private_key.with_suffix(".pub").read_text(encoding="utf-8")
+    try:
+        target.cloud.import_key_pair(region, key_name, public_key, tags=run_tags(image.name, build_id))
+    except BaseException:
+        if target.local is None:
+            private_key.unlink(missing_ok=True)
+            private_key.with_suffix(".pub").unlink(missing_ok=True)
+        raise
+    return key_name, private_key
+
+
+def _clean_up(
+    target: Target,
+    image: Image,
+    build_id: str,
+    container: local.Instance | None,
+    key_name: str | None,
+    private_key: Path | None,
+) -> None:
+    """Remove the build container and key pair; a failure here is reported, never hides the build's own error."""
+    steps: list[tuple[str, Callable[[], None]]] = []
+    if target.local is not None:
+        cloud = target.local
+        if container is not None:
+            steps.append(
+                (f"container {container.container_id[:12]}", lambda: local.terminate(cloud, container.container_id))
+            )
+        # A container started as the build was interrupted may not have reached `container` yet.
+        steps.append((f"containers of build {build_id}", lambda: _remove_containers(cloud, build_id)))
+    if key_name is not None:
+        steps.append((f"key pair {key_name}", lambda: target.cloud.delete_key_pair(image.regions[0], key_name)))
+    for what, step in steps:
+        try:
+            step()
+        except StampError as exc:
+            say(f"[{image.name}] could not remove {what}: {exc}; `stamp gc` removes it (it carries the build ID)")
+    if private_key is not None and target.local is None:
+        # The build's own throwaway key: nothing may log in with it once the build is over.
+        private_key.unlink(missing_ok=True)
+        private_key.with_suffix(".pub").unlink(missing_ok=True)
+
+
+def _remove_containers(cloud: local.LocalCloud, build_id: str) -> None:
+    for container_id in local.list_instances(cloud, {BUILD_ID_TAG: build_id}):
+        local.terminate(cloud, container_id)
+
+
+def _claim_named(target: Target, image: Image, build_id: str, region: str) -> None:
+    """Tag the build's AMI in `region` (and its snapshots) when Packer has not yet.
+
+    Packer 1.6.6 tags AMIs only after every copy finished (its tagging step runs after the region copy), so a
+    copy that succeeded next to one that failed, or a build killed while copying, leaves an untagged AMI and
+    snapshot. The AMI's name is unique to the build, which is how it is found; the tag is how `stamp gc` will.
+    """
+    found = target.cloud.find_newest_image(region, name=ami_name(image.name, build_id), owners=["self"])
+    if found is None:
+        return
+    details = target.cloud.describe_image(region, found.ami_id)
+    if details is None or details.tags.get(BUILD_ID_TAG) == build_id:
+        return
+    target.cloud.create_tags(region, [found.ami_id, *details.snapshot_ids], run_tags(image.name, build_id))
+
+
+def build_leftovers(target: Target, image: Image, build_id: str) -> tuple[list[TaggedResource], dict[str, str]]:
+    """What build `build_id` left in the image's regions (claiming untagged AMIs first); regions not read, and why."""
+    found: list[TaggedResource] = []
+    unread: dict[str, str] = {}
+    for region in image.regions:
+        try:
+            _claim_named(target, image, build_id, region)
+            found += target.cloud.list_tagged(region, BUILD_ID_TAG, build_id)
+        except CloudError as exc:
+            unread[region] = exc.message.splitlines()[0]
+    return found, unread
+
+
+def _with_leftovers(
+    error: BuildError, target: Target, image: Image, build_id: str, key_name: str | None = None
+) -> BuildError:
+    """`error`, saying what the build left in every region (all of it tagged, so `stamp gc` finds it)."""
+    found, unread = build_leftovers(target, image, build_id)
+    # The build's own key pair is removed on the way out; it is not left behind.
+    found = [r for r in found if not (r.kind == "key-pair" and r.resource_id == key_name)]
+    lines = [error.message, f"build {build_id} left, all tagged {BUILD_ID_TAG}={build_id}:"]
+    for region in image.regions:
+        here = [f"{r.kind} {r.resource_id}" for r in found if r.region == region]
+        shown = f"could not be listed: {unread[region]}" if region in unread else ", ".join(here) or "nothing"
+        lines.append(f"  {region}: {shown}")
+    # Packer fails when stamp stops it: that failure is the stop, and what it finished can be adopted.
+    stopped = isinstance(error, _Stopped) or _stopping.is_set()
+    hint = "nothing was recorded or shared; "
+    hint += (
+        f"`stamp build {image.name} --build-id {build_id}` adopts what it finished, `stamp gc` removes it"
+        if stopped
+        else f"`stamp gc` removes what build {build_id} left"
+    )
+    if error.hint:
+        hint = f"{error.hint}; {hint}"
+    return (_Stopped if stopped else BuildError)("\n".join(lines), hint=hint)
+
+
+def _adopt(catalog: Catalog, image: Image, target: Target, build_id: str, *, build_root: Path) -> BuildResult | None:
+    """Adopt the AMIs an interrupted build registered, or clear what it left so it can run again under its ID.
+
+    Adopted only when it registered an available AMI in every region the image needs, their source is still
+    right, and (locally) a container image can stand behind them; otherwise its AMIs are deregistered too,
+    as a new run reuses their names.
+    """
+    started = time.monotonic()
+    images: dict[str, ImageDetails] = {}
+    reason = ""
+    found, unread = build_leftovers(target, image, build_id)
+    if unread:
+        raise CloudError(
+            f"[{image.name}] cannot tell what build {build_id} left: "
+            + "; ".join(f"{region}: {why}" for region, why in unread.items()),
+            hint="run the build again when the regions answer",
+        )
+    for resource in found:
+        if resource.kind != "image":
+            continue
+        if resource.region in images:
+            reason = f"it left two AMIs in {resource.region}"
+            continue
+        try:
+            images[resource.region] = target.cloud.wait_until_available(resource.region, resource.resource_id)
+        except CloudError as exc:
+            reason = exc.message
+    amis = {region: images[region].ami_id for region in image.regions if region in images}
+    source: ReleaseSource | None = None
+    if images and not reason:
+        if set(images) != set(image.regions):
+            made, wanted = ", ".join(sorted(images)), ", ".join(image.regions)
+            reason = f"it registered AMIs in {made} only, the catalog asks for {wanted}"
+        else:
+            source, reason = _adopted_source(catalog, image, images)
+    if source is not None and target.local is not None and not _tie_adopted(target.local, build_id, amis):
+        source = None
+        reason = (
+            "no container image stands behind them locally (the build was stopped before committing its"
+            " container), so they could not be launched"
+        )
+    if source is None:
+        if images:
+            say(
+                f"[{image.name}] build {build_id} left AMIs that cannot be adopted ({reason}):"
+                f" deregistering {', '.join(amis.values())} and building again"
+            )
+        _clear(catalog, target, build_id, keep_amis=())
+        return None
+    _clear(catalog, target, build_id, keep_amis=list(amis.values()))
+    result = BuildResult(
+        image=image.name,
+        build_id=build_id,
+        cloud=target.kind,
+        amis=dict(sorted(amis.items())),
+        source=source,
+        # The commit checked out now: the interrupted run does not record its own anywhere stamp can read.
+        commit=git_commit(catalog.root),
+        started_at=iso(gc.build_id_time(build_id) or utc_now()),
+        finished_at=iso(utc_now()),
+        packer_version=".".join(map(str, packer.detect_version())),
+        timings={"adopt": round(time.monotonic() - started, 2)},
+    )
+    write_result(build_root, result)
+    say(f"[{image.name}] adopted build {build_id}: " + ", ".join(f"{r} {a}" for r, a in result.amis.items()))
+    return result
+
+
+def _adopted_source(
+    catalog: Catalog, image: Image, images: dict[str, ImageDetails]
+) -> tuple[ReleaseSource | None, str]:
+    """What the AMIs were built from (their `stamp:source-ami` tag), if that is still what a build would use."""
+    region = image.regions[0]
+    used = images[region].tags.get(SOURCE_AMI_TAG, "")
+    if not used.startswith("ami-"):
+        return None, f"its AMI in {region} does not say what it was built from (no {SOURCE_AMI_TAG} tag)"
+    if image.parent is None:
+        return ReleaseSource(amis={region: used}), ""
+    for release in catalog.releases.get(image.parent, ()):
+        if release.amis.get(region) == used:
+            if release.status != "current":
+                return None, f"it was built from {image.parent} v{release.version}, which is no longer current"
+            return ReleaseSource(image=image.parent, version=release.version), ""
+    return None, f"it was built from {used}, which is no release of '{image.parent}'"
+
+
+def _tie_adopted(cloud: local.LocalCloud, build_id: str, amis: dict[str, str]) -> bool:
+    """Put a container image behind every adopted AMI: the one committed already, or the build's container."""
+    ami_ids = list(amis.values())
+    engine = cloud.engine_handle
+    committed = [ami for ami in ami_ids if image_exists(engine, local.container_image_for(ami))]
+    if committed:
+        missing = [ami for ami in ami_ids if ami not in committed]
+        local.tie_image(cloud, local.container_image_for(committed[0]), missing)
+        return True
+    containers = local.list_instances(cloud, {BUILD_ID_TAG: build_id})
+    if containers:
+        # Packer registers an AMI only after provisioning finished, so the build's container holds the image.
+        local.commit(cloud, containers[0], ami_ids)
+        return True
+    return False
+
+
+def _clear(catalog: Catalog, target: Target, build_id: str, *, keep_amis: Collection[str]) -> None:
+    """Remove everything build `build_id` left but `keep_amis` (and their snapshots)."""
+    report = gc.collect_garbage(
+        catalog,
+        target.cloud,
+        local_cloud=target.local,
+        older_than=None,
+        now=utc_now(),
+        dry_run=False,
+        build_id=build_id,
+        keep_amis=keep_amis,
+    )
+    for line in report.lines()[:-1]:
+        if not line.lstrip().startswith("kept"):
+            say(line)
+    if report.failed:
+        item, error = report.failed[0]
+        raise CloudError(
+            f"build {build_id} cannot run again under its ID: {item.kind} {item.resource_id} in {item.region}"
+            f" could not be removed: {error}",
+            hint="a build role may not deregister images: run `stamp gc` with the janitor's role, then this build"
+            " again (or leave out --build-id)",
+        )
 
 
 def _source_packer_used(target: Target, image: Image, amis: dict[str, str], looked_up: str) -> str:
@@ -177,15 +552,47 @@ def run_in_layers(
                 outcomes[name] = Outcome(name, skipped_because=f"parent '{failed}' failed")
             else:
                 ready.append(name)
-        with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-            futures = {name: pool.submit(work, name) for name in ready}
-            for name, future in futures.items():
-                try:
-                    outcomes[name] = Outcome(name, result=future.result())
-                except StampError as exc:
-                    say(f"[{name}] failed: {exc}")
-                    outcomes[name] = Outcome(name, error=exc)
+        # A name of its own, so a stop can find and wait for every thread of this pool (see _stop_and_wait).
+        prefix = f"stamp-build-{secrets.token_hex(4)}"
+        with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix=prefix) as pool:
+            futures: dict[str, Future[BuildResult]] = {}
+            try:
+                for name in ready:
+                    futures[name] = pool.submit(work, name)
+                for name, future in futures.items():
+                    # Wait in short steps: a signal the kernel hands to a worker thread runs its Python handler
+                    # in this thread only once this thread runs again; a blocking result() could be minutes.
+                    while not wait([future], timeout=0.2).done:
+                        pass
+                    try:
+                        outcomes[name] = Outcome(name, result=future.result())
+                    except StampError as exc:
+                        say(f"[{name}] failed: {exc}")
+                        outcomes[name] = Outcome(name, error=exc)
+            except BaseException:
+                # SIGTERM (cli raises it here) or Ctrl-C: the work runs in worker threads, which no signal
+                # reaches. Stop them, and wait while Packer cleans up, so nothing is left running unattended.
+                _stop_and_wait(pool, prefix, futures)
+                raise
     return [outcomes[n] for n in catalog.topo_order(wanted)]
+
+
+def _stop_and_wait(pool: ThreadPoolExecutor, prefix: str, futures: dict[str, Future[BuildResult]]) -> None:
+    """Stop the pool's builds and wait for its threads, re-signalling any Packer that started meanwhile.
+
+    Threads are found by name, not through `futures`: an exception raised inside `submit` leaves a running
+    thread that neither the caller nor the pool's own shutdown knows about.
+    """
+    stop_builds()
+    pool.shutdown(wait=False, cancel_futures=True)  # what has not started never starts
+    workers = [thread for thread in threading.enumerate() if thread.name.startswith(prefix)]
+    while any(thread.is_alive() for thread in workers):
+        for thread in workers:
+            thread.join(timeout=1.0)
+        _signal_packer(signal.SIGTERM)  # a Packer that started just as the first signal was sent
+    for name, future in futures.items():
+        if future.done() and not future.cancelled() and isinstance(future.exception(), StampError):
+            say(f"[{name}] failed: {future.exception()}")
 
 
 def say(message: str) -> None:
@@ -198,6 +605,7 @@ def verify_result(catalog: Catalog, result: BuildResult, target: Target, *, buil
     from stamp.verify import verify_ami
 
     image = catalog.images[result.image]
+    _check_stop(image.name, result.build_id)
     if image.tests is None:
         raise CatalogError(
             f"image '{image.name}' has no `tests` folder; stamp does not record unverified images",
@@ -223,4 +631,6 @@ def verify_result(catalog: Catalog, result: BuildResult, target: Target, *, buil
         }
     )
     write_result(build_root, verdict)
+    # Stopped while the tests ran: the verdict is kept, but nothing after verification (record, publish) runs.
+    _check_stop(image.name, result.build_id)
     return verdict
