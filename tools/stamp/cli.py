@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING
 
 from stamp import __version__
@@ -124,12 +128,33 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     catalog = _catalog(args)
     names = _images(catalog, args.images)
+    if args.build_id and len(names) != 1:
+        raise UsageError("--build-id names one build: give exactly one image with it")
     target = _target(args, catalog)
     build_root = Path(args.out)
     outcomes = run_in_layers(
-        catalog, names, lambda n: build_image(catalog, n, target, build_root=build_root), parallel=args.parallel
+        catalog,
+        names,
+        lambda n: build_image(catalog, n, target, build_root=build_root, build_id=args.build_id),
+        parallel=args.parallel,
     )
     return _report(outcomes, 3)
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    from stamp.build import utc_now
+    from stamp.gc import collect_garbage, parse_age
+
+    catalog = _catalog(args)
+    older_than = parse_age(args.older_than) if args.older_than is not None else None
+    target = _target(args, catalog)
+    report = collect_garbage(
+        catalog, target.cloud, local_cloud=target.local, older_than=older_than, now=utc_now(), dry_run=args.dry_run
+    )
+    for line in report.lines():
+        say(line)
+    report.raise_for_failures()
+    return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -449,6 +474,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--parallel", type=int, default=1, metavar="N", help="images built at once within a layer")
     p.add_argument("--out", default="build")
+    p.add_argument(
+        "--build-id",
+        metavar="ID",
+        help="rerun an interrupted build under its ID: AMIs it registered in every region are adopted, not rebuilt",
+    )
+
+    p = add("gc", cmd_gc, "remove what failed builds left (found by their stamp:build-id tag), in every region")
+    p.add_argument("--older-than", metavar="AGE", help="only what is older than AGE (30m, 2h, 1d); default: all")
+    p.add_argument("--dry-run", action="store_true", help="list what would be removed, change nothing")
 
     p = add("verify", cmd_verify, "launch fresh instances of the built image and run its testinfra tests")
     p.add_argument("image", metavar="IMAGE")
@@ -517,7 +551,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     handler: Handler = args.handler
     try:
-        return handler(args)
+        with _sigterm_raises():
+            return handler(args)
+    except Terminated:
+        say(f"stamp {args.command}: stopped by SIGTERM (cleanup done); `stamp gc` removes anything a build left")
+        return 143
     except StampError as exc:
         # Catalog problems already start with file:line:col, one per line.
         say(str(exc) if isinstance(exc, CatalogProblems) else f"stamp {args.command}: {exc}")
@@ -528,6 +566,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         say(f"stamp {args.command}: interrupted")
         return 130
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (a CI cancel, `kill`): raised in the main thread so that every `finally` runs."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Turn the first SIGTERM into `Terminated`, after telling running builds (and their Packer) to stop."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired = False
+
+    def on_sigterm(signum: int, _frame: FrameType | None) -> None:
+        nonlocal fired
+        from stamp.build import stop_builds
+
+        stop_builds(signum)
+        if not fired:  # a second SIGTERM must not interrupt the cleanup the first one started
+            fired = True
+            raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if fired:
+            from stamp.build import clear_stop
+
+            clear_stop()
 
 
 if __name__ == "__main__":
