@@ -37,9 +37,10 @@ _NUMBER_START = frozenset("0123456789+-.")
 PathKey = str | int
 Path = tuple[PathKey, ...]
 
-# A catalog is kilobytes; this still holds tens of thousands of releases. Parsing costs about 0.35 s and
-# 60 MB of memory per MiB of the worst-case text (a flow list of one-letter items), so the limit bounds both.
-MAX_BYTES = 8 * 1024 * 1024
+# A catalog of 1,000 images with 10 releases in 20 regions is 11 MB; this leaves room above it. Parsing costs
+# about 0.35 s and 60 MB of memory per MiB of the worst-case text (a flow list of one-letter items), so the
+# limit also bounds a hostile file to a few seconds and about 1 GB.
+MAX_BYTES = 16 * 1024 * 1024
 # The deepest catalog path is releases.<image>[i].source.amis.<region>: five containers. libyaml stops at
 # 1000 levels with a vague message; this stops far earlier and says why.
 MAX_DEPTH = 32
