@@ -332,6 +332,14 @@ class FakeCloud:
         self._call("DeleteKeyPair")
         self.key_pairs.pop((region, key_name), None)
 
+    def create_security_group(
+        self, region: str, name: str, *, description: str, ssh_cidrs: Sequence[str], tags: Mapping[str, str]
+    ) -> str:
+        self._call("CreateSecurityGroup")
+        group_id = self._id("sg")
+        self.security_groups[(region, group_id)] = dict(tags)
+        return group_id
+
     def delete_security_group(self, region: str, group_id: str) -> None:
         self._call("DeleteSecurityGroup")
         self.security_groups.pop((region, group_id), None)

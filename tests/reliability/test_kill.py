@@ -67,9 +67,6 @@ IMAGE_TEST = """\
 def test_kit_was_provisioned(host):
     assert host.file("/etc/stamp-kit").content_string.strip() == "kit"
 """
-# Packer 1.6.6 creates this security group with no tag (recent amazon plugins tag it with run_tags); only
-# a SIGKILL that also kills Packer leaves it behind. It is counted as an orphan on the scoreboard.
-PACKER_GROUP = "Temporary group for Packer"
 BUILD_ID = re.compile(r"build (kit-\d{14}-[0-9a-f]+)")
 
 
@@ -287,7 +284,6 @@ def test_a_killed_build_leaves_only_what_carries_its_build_id_and_gc_removes_it(
 
     assert not result.exists(), "a killed build must not leave a result that looks like a success"
     untagged = {t for t in left if t.build_id != run.build_id}
-    untagged -= {t for t in untagged if t.kind == "security-group" and t.description == PACKER_GROUP}
     assert not untagged, f"resources without the build ID: {untagged}"
     if sig == signal.SIGTERM:
         assert run.returncode == 143, run.output[-3000:]
@@ -298,11 +294,7 @@ def test_a_killed_build_leaves_only_what_carries_its_build_id_and_gc_removes_it(
     _gc(workspace)
     orphans = _new_since(before, workspace.target)
     scoreboard.add("builds killed", tried=1, bad=len(orphans))
-    known = {t for t in orphans if t.kind == "security-group" and t.description == PACKER_GROUP}
-    assert orphans == known, f"left after gc: {orphans - known}"
-    if known:
-        # Only a kill that also killed Packer (after it made its group) leaves it; never a SIGTERM.
-        assert sig == signal.SIGKILL and point != "container start"
+    assert not orphans, f"left after gc: {orphans}"
 
 
 @pytest.mark.e2e
@@ -414,7 +406,7 @@ def fake_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Catalog
     return catalog, Target("aws", cloud), fake
 
 
-def test_packer_gets_a_key_pair_tagged_with_the_build_id_and_it_is_deleted_afterwards(
+def test_packer_gets_a_key_pair_and_security_group_tagged_with_the_build_id_and_both_go_afterwards(
     fake_build: tuple[Catalog, Target, FakePacker], tmp_path: Path
 ) -> None:
     catalog, target, fake = fake_build
@@ -422,7 +414,10 @@ def test_packer_gets_a_key_pair_tagged_with_the_build_id_and_it_is_deleted_after
 
     (variables,) = fake.seen
     assert variables["ssh_keypair_name"] == f"stamp-build-{result.build_id}"
+    assert variables["security_group_id"].startswith("sg-")
+    assert fake.cloud.calls["CreateSecurityGroup"] == 1
     assert fake.cloud.key_pairs == {}
+    assert fake.cloud.security_groups == {}
     assert not Path(variables["ssh_private_key_file"]).exists(), "the throwaway private key is removed"
 
 

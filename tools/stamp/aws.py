@@ -578,6 +578,24 @@ class AwsCloud:
         with self._errors("DeleteKeyPair", region, f"key pair '{key_name}'"):
             self.ec2(region).delete_key_pair(KeyName=key_name)
 
+    def create_security_group(
+        self, region: str, name: str, *, description: str, ssh_cidrs: Sequence[str], tags: Mapping[str, str]
+    ) -> str:
+        ec2 = self.ec2(region)
+        specs: list[TagSpecificationTypeDef] = [{"ResourceType": "security-group", "Tags": _tags(tags)}]
+        with self._errors("CreateSecurityGroup", region, f"security group '{name}'"):
+            group_id = ec2.create_security_group(GroupName=name, Description=description, TagSpecifications=specs)[
+                "GroupId"
+            ]
+        with self._errors("AuthorizeSecurityGroupIngress", region, group_id):
+            ec2.authorize_security_group_ingress(
+                GroupId=group_id,
+                IpPermissions=[
+                    {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": c} for c in ssh_cidrs]}
+                ],
+            )
+        return group_id
+
     def delete_security_group(self, region: str, group_id: str) -> None:
         with self._errors("DeleteSecurityGroup", region, group_id):
             self.ec2(region).delete_security_group(GroupId=group_id)

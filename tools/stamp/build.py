@@ -201,6 +201,7 @@ def build_image(
     container: local.Instance | None = None
     key_name: str | None = None
     private_key: Path | None = None
+    group_id: str | None = None
     try:
         if target.local is not None:
             clock = time.monotonic()
@@ -221,12 +222,17 @@ def build_image(
             }
         _check_stop(name, build_id)
         key_name, private_key = _import_key_pair(target, image, build_id, out)
-        variables |= {"ssh_keypair_name": key_name, "ssh_private_key_file": str(private_key)}
+        group_id = _create_security_group(target, image, build_id)
+        variables |= {
+            "ssh_keypair_name": key_name,
+            "ssh_private_key_file": str(private_key),
+            "security_group_id": group_id,
+        }
         clock = time.monotonic()
         try:
             packer.build(out, env=target.packer_env, vars=variables, log=out / "packer.log", image=name)
         except BuildError as exc:
-            raise _with_leftovers(exc, target, image, build_id, key_name) from None
+            raise _with_leftovers(exc, target, image, build_id, (key_name, group_id)) from None
         timings["packer"] = round(time.monotonic() - clock, 2)
         amis = packer.read_manifest(out / MANIFEST_FILE, build_id=build_id)
         if set(amis) != set(image.regions):
@@ -234,7 +240,7 @@ def build_image(
                 f"[{name}] Packer made AMIs in {', '.join(sorted(amis)) or 'no region'}, the catalog asks for "
                 f"{', '.join(image.regions)}"
             )
-            raise _with_leftovers(problem, target, image, build_id, key_name)
+            raise _with_leftovers(problem, target, image, build_id, (key_name, group_id))
         if image.parent is None:
             source = ReleaseSource(amis={image.regions[0]: _source_packer_used(target, image, amis, source_ami)})
         if target.local is not None and container is not None:
@@ -244,9 +250,9 @@ def build_image(
         if _stopping.is_set():
             # The AMIs exist and are tagged (and committed locally): a rerun with this build ID adopts them.
             stopped = _Stopped(f"[{name}] build {build_id} stopped after Packer registered its AMIs")
-            raise _with_leftovers(stopped, target, image, build_id, key_name)
+            raise _with_leftovers(stopped, target, image, build_id, (key_name, group_id))
     finally:
-        _clean_up(target, image, build_id, container, key_name, private_key)
+        _clean_up(target, image, build_id, container, key_name, private_key, group_id)
     result = BuildResult(
         image=name,
         build_id=build_id,
@@ -299,6 +305,23 @@ def _import_key_pair(target: Target, image: Image, build_id: str, out: Path) -> 
     return key_name, private_key
 
 
+def _create_security_group(target: Target, image: Image, build_id: str) -> str:
+    """The build instance's security group, tagged with the build ID as it is created.
+
+    Packer 1.6.6 otherwise makes `packer_<uuid>` without any tag, and a SIGKILLed Packer leaves it behind
+    where `stamp gc` may not touch it. Like Packer's own group, it admits SSH from anywhere unless
+    STAMP_BUILD_SSH_CIDRS narrows it (Packer's `temporary_security_group_source_cidrs`).
+    """
+    cidrs = [c.strip() for c in os.environ.get("STAMP_BUILD_SSH_CIDRS", "0.0.0.0/0").split(",") if c.strip()]
+    return target.cloud.create_security_group(
+        image.regions[0],
+        f"stamp-build-{build_id}",
+        description=f"stamp build {build_id}: SSH for Packer",
+        ssh_cidrs=cidrs,
+        tags=run_tags(image.name, build_id),
+    )
+
+
 def _clean_up(
     target: Target,
     image: Image,
@@ -306,8 +329,9 @@ def _clean_up(
     container: local.Instance | None,
     key_name: str | None,
     private_key: Path | None,
+    group_id: str | None,
 ) -> None:
-    """Remove the build container and key pair; a failure here is reported, never hides the build's own error."""
+    """Remove the build container, key pair and group; a failure here is reported, never hides the build's error."""
     steps: list[tuple[str, Callable[[], None]]] = []
     if target.local is not None:
         cloud = target.local
@@ -319,6 +343,11 @@ def _clean_up(
         steps.append((f"containers of build {build_id}", lambda: _remove_containers(cloud, build_id)))
     if key_name is not None:
         steps.append((f"key pair {key_name}", lambda: target.cloud.delete_key_pair(image.regions[0], key_name)))
+    if group_id is not None:
+        # Packer has terminated its instance by now (it waits for that), so the group is free to go.
+        steps.append(
+            (f"security group {group_id}", lambda: target.cloud.delete_security_group(image.regions[0], group_id))
+        )
     for what, step in steps:
         try:
             step()
@@ -365,12 +394,12 @@ def build_leftovers(target: Target, image: Image, build_id: str) -> tuple[list[T
 
 
 def _with_leftovers(
-    error: BuildError, target: Target, image: Image, build_id: str, key_name: str | None = None
+    error: BuildError, target: Target, image: Image, build_id: str, removed: Collection[str | None] = ()
 ) -> BuildError:
     """`error`, saying what the build left in every region (all of it tagged, so `stamp gc` finds it)."""
     found, unread = build_leftovers(target, image, build_id)
-    # The build's own key pair is removed on the way out; it is not left behind.
-    found = [r for r in found if not (r.kind == "key-pair" and r.resource_id == key_name)]
+    # The build's own key pair and security group are removed on the way out; they are not left behind.
+    found = [r for r in found if r.resource_id not in removed]
     lines = [error.message, f"build {build_id} left, all tagged {BUILD_ID_TAG}={build_id}:"]
     for region in image.regions:
         here = [f"{r.kind} {r.resource_id}" for r in found if r.region == region]

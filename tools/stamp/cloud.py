@@ -251,6 +251,12 @@ class Cloud(Protocol):
 
     def delete_key_pair(self, region: str, key_name: str) -> None: ...
 
+    def create_security_group(
+        self, region: str, name: str, *, description: str, ssh_cidrs: Sequence[str], tags: Mapping[str, str]
+    ) -> str:
+        """A security group in the default VPC, tagged as it is created, admitting SSH from `ssh_cidrs`."""
+        ...
+
     def delete_security_group(self, region: str, group_id: str) -> None: ...
 
     def enable_image_deprecation(self, region: str, ami_id: str, at: datetime) -> bool:

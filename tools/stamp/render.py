@@ -36,6 +36,7 @@ BUILD_VARIABLES = (
     "ssh_port",
     "ssh_private_key_file",
     "ssh_keypair_name",
+    "security_group_id",
     "poll_delay_seconds",
     "poll_max_attempts",
 )

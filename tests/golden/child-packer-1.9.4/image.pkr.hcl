@@ -96,6 +96,12 @@ variable "ssh_keypair_name" {
   default = ""
 }
 
+variable "security_group_id" {
+  type        = string
+  description = "A group stamp made and tagged; empty lets Packer make its own (untagged in Packer 1.6.6)."
+  default     = ""
+}
+
 variable "poll_delay_seconds" {
   type        = number
   description = "Seconds between AWS waiter polls; Packer 1.6.6 waits 15 s, far too slow for the local cloud."
@@ -147,6 +153,7 @@ source "amazon-ebs" "image" {
   ssh_port             = var.ssh_port
   ssh_private_key_file = var.ssh_private_key_file
   ssh_keypair_name     = var.ssh_keypair_name
+  security_group_id    = var.security_group_id
   custom_endpoint_ec2  = var.ec2_endpoint
 
   aws_polling {
