@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from conftest import MakeAmi
-from fakes import FakeCloud
+from fakes import FakeCloud, release_entry
 from stamp.aws import AwsCloud
 from stamp.catalog import Catalog, load_catalog
 from stamp.cloud import ShareDiff, ShareSet
@@ -29,19 +29,6 @@ OU = "arn:aws:organizations::111122223333:ou/o-exampleorg1/ou-ab12-cd34ef56"
 REGIONS = ("us-east-1", "eu-west-1")
 MODIFY_CALLS = {"ModifyImageAttribute", "ModifySnapshotAttribute", "PutParameter", "CreateTags", "DeleteTags"}
 WEB_SHARE = ShareSet(accounts=frozenset({"111122223333", "444455556666"}), organizations=frozenset({ORG}))
-
-
-def _release(version: int, amis: dict[str, str], status: str) -> dict[str, Any]:
-    return {
-        "version": version,
-        "amis": amis,
-        "built_at": f"2026-11-{version:02d}T12:00:00Z",
-        "commit": "1a2b3c4d5e6f",
-        "build_id": f"web-{version}-abcdef",
-        "source": {"image": "base", "version": 1},
-        "verified": "passed",
-        "status": status,
-    }
 
 
 def _catalog(
@@ -135,7 +122,7 @@ def web_amis(make_ami: MakeAmi) -> dict[str, dict[str, str]]:
 
 
 def _two_releases(tmp_path: Path, amis: dict[str, dict[str, str]], **kwargs: Any) -> Catalog:
-    releases = {"web": [_release(2, amis["v2"], "current"), _release(1, amis["v1"], "previous")]}
+    releases = {"web": [release_entry(2, amis["v2"], "current"), release_entry(1, amis["v1"], "previous")]}
     return _catalog(tmp_path, releases, **kwargs)
 
 
@@ -201,7 +188,7 @@ def test_the_parameter_version_does_not_bump_without_a_change(
 
     # A rollback to v1 moves the parameter once.
     rolled = _catalog(
-        tmp_path, {"web": [_release(2, web_amis["v2"], "revoked"), _release(1, web_amis["v1"], "current")]}
+        tmp_path, {"web": [release_entry(2, web_amis["v2"], "revoked"), release_entry(1, web_amis["v1"], "current")]}
     )
     report = publish(rolled, aws, None, dry_run=False)
     parameter = aws.get_parameters("us-east-1", [parameter_name("web")])[parameter_name("web")]
@@ -315,7 +302,7 @@ def test_publish_many_images_with_the_fake(tmp_path: Path) -> None:
         name = f"img-{i:03d}"
         images[name] = {"parent": "base", "share": {"accounts": ["111122223333"]}}
         amis = {r: cloud.add_image(r, name).ami_id for r in regions}
-        releases[name] = [_release(1, amis, "current") | {"build_id": f"{name}-1"}]
+        releases[name] = [release_entry(1, amis, "current") | {"build_id": f"{name}-1"}]
     path = tmp_path / "catalog.yaml"
     path.write_text(
         json.dumps({"version": 1, "defaults": {"regions": regions}, "images": images, "releases": releases}),

@@ -10,7 +10,7 @@ import pytest
 from moto.ec2.models import ec2_backends
 
 from conftest import MakeAmi
-from fakes import FakeCloud
+from fakes import FakeCloud, release_entry
 from stamp.aws import AwsCloud
 from stamp.catalog import Catalog, load_catalog
 from stamp.cloud import KmsKey, ShareSet
@@ -22,19 +22,6 @@ ORG = "arn:aws:organizations::111122223333:organization/o-exampleorg1"
 OU = "arn:aws:organizations::111122223333:ou/o-exampleorg1/ou-ab12-cd34ef56"
 REGIONS = ("us-east-1", "eu-west-1")
 MODIFY_CALLS = {"ModifyImageAttribute", "ModifySnapshotAttribute", "PutParameter", "CreateTags", "DeleteTags"}
-
-
-def _release(version: int, amis: dict[str, str], status: str = "current") -> dict[str, Any]:
-    return {
-        "version": version,
-        "amis": amis,
-        "built_at": f"2026-11-{version:02d}T12:00:00Z",
-        "commit": "1a2b3c4d5e6f",
-        "build_id": f"web-{version}-abcdef",
-        "source": {"image": "base", "version": 1},
-        "verified": "passed",
-        "status": status,
-    }
 
 
 def _catalog(
@@ -93,10 +80,10 @@ def two_images(make_ami: MakeAmi) -> dict[str, dict[str, str]]:
 def _both(tmp_path: Path, amis: dict[str, dict[str, str]], **kwargs: Any) -> Catalog:
     releases = {
         "base": [
-            _release(1, amis["base"])
+            release_entry(1, amis["base"])
             | {"build_id": "base-1-abcdef", "source": {"amis": {"us-east-1": "ami-0aaaaaaaaaaaaaaaa"}}}
         ],
-        "web": [_release(1, amis["web"])],
+        "web": [release_entry(1, amis["web"])],
     }
     return _catalog(tmp_path, releases, **kwargs)
 
@@ -156,7 +143,7 @@ def test_a_revoked_release_on_the_default_key_is_not_refused(
 ) -> None:
     # Revoking takes permissions away; nobody gets access, so the key does not matter.
     _encrypt_in_moto("us-east-1", two_images["web"]["us-east-1"], _default_ebs_key(aws, "us-east-1"))
-    releases = {"web": [_release(2, two_images["base"]), _release(1, two_images["web"], "revoked")]}
+    releases = {"web": [release_entry(2, two_images["base"]), release_entry(1, two_images["web"], "revoked")]}
     publish(_catalog(tmp_path, releases), aws, ["web"], dry_run=False)
     assert aws.get_launch_permissions("us-east-1", two_images["web"]["us-east-1"]) == ShareSet()
 
@@ -171,9 +158,9 @@ def test_aws_managed_keys_are_refused_by_key_manager_and_unknown_keys_too(tmp_pa
     cloud.encrypt_snapshot("us-east-1", managed.snapshot_ids[0], aws_key)
     cloud.encryption.snapshot_keys[("us-east-1", lost.snapshot_ids[0])] = "arn:aws:kms:us-east-1:999:key/gone"
     releases = [
-        _release(3, {"us-east-1": lost.ami_id}),
-        _release(2, {"us-east-1": managed.ami_id}, "previous"),
-        _release(1, {"us-east-1": plain.ami_id}, "previous"),
+        release_entry(3, {"us-east-1": lost.ami_id}),
+        release_entry(2, {"us-east-1": managed.ami_id}, "previous"),
+        release_entry(1, {"us-east-1": plain.ami_id}, "previous"),
     ]
     catalog = _catalog(tmp_path, {"web": releases}, regions=("us-east-1",))
     with pytest.raises(PolicyError) as caught:
@@ -190,7 +177,7 @@ def test_aws_managed_keys_are_refused_by_key_manager_and_unknown_keys_too(tmp_pa
 def test_unencrypted_images_cost_no_snapshot_or_key_calls_where_describe_images_says_so(tmp_path: Path) -> None:
     cloud = FakeCloud()
     image = cloud.add_image("us-east-1", "web-1")
-    catalog = _catalog(tmp_path, {"web": [_release(1, {"us-east-1": image.ami_id})]}, regions=("us-east-1",))
+    catalog = _catalog(tmp_path, {"web": [release_entry(1, {"us-east-1": image.ami_id})]}, regions=("us-east-1",))
     publish(catalog, cloud, ["web"], dry_run=False)
     assert "DescribeSnapshots" not in cloud.calls
     assert "DescribeKey" not in cloud.calls
@@ -204,7 +191,7 @@ def test_a_copied_ami_has_no_permissions_until_publish_shares_it_in_its_region(
 ) -> None:
     share = ShareSet(accounts=frozenset({"111122223333"}), organizations=frozenset({ORG}))
     source = make_ami("us-east-1", "web-1")
-    publish(_catalog(tmp_path, {"web": [_release(1, {"us-east-1": source})]}), aws, ["web"], dry_run=False)
+    publish(_catalog(tmp_path, {"web": [release_entry(1, {"us-east-1": source})]}), aws, ["web"], dry_run=False)
     assert aws.get_launch_permissions("us-east-1", source) == share
 
     # CopyImage does not carry launch permissions over:
@@ -212,7 +199,7 @@ def test_a_copied_ami_has_no_permissions_until_publish_shares_it_in_its_region(
     copy = aws.ec2("eu-west-1").copy_image(SourceImageId=source, SourceRegion="us-east-1", Name="web-1")["ImageId"]
     assert aws.get_launch_permissions("eu-west-1", copy) == ShareSet()
 
-    both = _catalog(tmp_path, {"web": [_release(1, {"us-east-1": source, "eu-west-1": copy})]})
+    both = _catalog(tmp_path, {"web": [release_entry(1, {"us-east-1": source, "eu-west-1": copy})]})
     aws.reset_call_counts()
     report = publish(both, aws, ["web"], dry_run=False)
     assert aws.get_launch_permissions("eu-west-1", copy) == share
@@ -233,7 +220,7 @@ def test_more_than_a_thousand_entities_is_refused_before_any_call(
         "organizational_units": [OU],
     }
     assert len(accounts) + 3 == MAX_SHARE_ENTITIES
-    release = {"web": [_release(1, {"us-east-1": make_ami("us-east-1", "web-1")})]}
+    release = {"web": [release_entry(1, {"us-east-1": make_ami("us-east-1", "web-1")})]}
     publish(_catalog(tmp_path, release, share=fits, regions=("us-east-1",)), aws, ["web"], dry_run=False)
     assert len(aws.get_launch_permissions("us-east-1", release["web"][0]["amis"]["us-east-1"])) == MAX_SHARE_ENTITIES
 
@@ -249,7 +236,7 @@ def test_more_than_a_thousand_entities_is_refused_before_any_call(
 def test_only_copy_accounts_get_snapshot_permissions(tmp_path: Path, aws: AwsCloud, make_ami: MakeAmi) -> None:
     amis = {region: make_ami(region, "web-1") for region in REGIONS}
     share = {"accounts": ["111122223333"], "organizations": [ORG], "copy_accounts": ["555566667777"]}
-    publish(_catalog(tmp_path, {"web": [_release(1, amis)]}, share=share), aws, ["web"], dry_run=False)
+    publish(_catalog(tmp_path, {"web": [release_entry(1, amis)]}, share=share), aws, ["web"], dry_run=False)
     for region in REGIONS:
         details = aws.describe_image(region, amis[region])
         assert details is not None
@@ -263,7 +250,7 @@ def test_only_copy_accounts_get_snapshot_permissions(tmp_path: Path, aws: AwsClo
 
 def test_launch_only_accounts_get_no_snapshot_permission(tmp_path: Path, aws: AwsCloud, make_ami: MakeAmi) -> None:
     amis = {region: make_ami(region, "web-1") for region in REGIONS}
-    publish(_catalog(tmp_path, {"web": [_release(1, amis)]}), aws, ["web"], dry_run=False)
+    publish(_catalog(tmp_path, {"web": [release_entry(1, amis)]}), aws, ["web"], dry_run=False)
     counts = aws.call_counts()
     assert "ModifySnapshotAttribute" not in counts
     assert "DescribeSnapshotAttribute" not in counts

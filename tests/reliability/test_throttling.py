@@ -19,6 +19,7 @@ import pytest
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse, HTTPHeaders
 
 from conftest import MakeAmi, MotoEndpoint
+from fakes import release_entry
 from scoreboard import Scoreboard
 from stamp.aws import AwsCloud
 from stamp.catalog import Catalog, load_catalog
@@ -121,19 +122,6 @@ def _cloud(moto: MotoEndpoint, fake: FakeTime, mode: str = "standard") -> AwsClo
     return AwsCloud(moto.url, retry_mode=mode, sleep=fake.sleep, clock=fake.clock)  # type: ignore[arg-type]
 
 
-def _release(version: int, amis: dict[str, str], status: str) -> dict[str, Any]:
-    return {
-        "version": version,
-        "amis": amis,
-        "built_at": f"2026-11-{version:02d}T12:00:00Z",
-        "commit": "1a2b3c4d5e6f",
-        "build_id": f"web-{version}-abcdef",
-        "source": {"image": "base", "version": 1},
-        "verified": "passed",
-        "status": status,
-    }
-
-
 def _catalog(tmp_path: Path, amis: dict[str, dict[str, str]]) -> Catalog:
     document = {
         "version": 1,
@@ -145,7 +133,7 @@ def _catalog(tmp_path: Path, amis: dict[str, dict[str, str]]) -> Catalog:
                 "share": {"accounts": sorted(SHARE.accounts), "organizations": [ORG]},
             },
         },
-        "releases": {"web": [_release(2, amis["v2"], "current"), _release(1, amis["v1"], "previous")]},
+        "releases": {"web": [release_entry(2, amis["v2"], "current"), release_entry(1, amis["v1"], "previous")]},
     }
     path = tmp_path / "catalog.yaml"
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")

@@ -6,7 +6,7 @@ import codecs
 import difflib
 import os
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ from typing import Any
 import pydantic
 
 from stamp import yamlsafe
-from stamp.errors import CatalogProblems
+from stamp.errors import CatalogError, CatalogProblems
 from stamp.models import (
     CatalogFile,
     Defaults,
@@ -84,6 +84,18 @@ class Catalog:
         for name in sorted(wanted, key=lambda n: (depth[n], n)):
             ordered.append(name)
         return ordered
+
+    def select(self, names: Sequence[str] | None) -> list[str]:
+        """The named images parents first, or every image when `names` is None; an unknown name is an input error."""
+        if names is None:
+            return self.topo_order()
+        unknown = [name for name in names if name not in self.images]
+        if unknown:
+            raise CatalogError(
+                f"no image named '{unknown[0]}' in {self.path}{_suggest(unknown[0], self.images)}",
+                hint="images: " + ", ".join(sorted(self.images)),
+            )
+        return self.topo_order(names)
 
     def ancestors(self, name: str) -> list[str]:
         chain: list[str] = []

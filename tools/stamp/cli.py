@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from stamp import __version__
 from stamp.catalog import Catalog, load_catalog
@@ -35,6 +35,21 @@ def say(message: str) -> None:
 
 def emit(data: object) -> None:
     print(json.dumps(data, indent=2, sort_keys=True))
+
+
+class Report(Protocol):
+    def lines(self) -> list[str]: ...
+
+    def as_dict(self) -> dict[str, Any]: ...
+
+
+def show(report: Report, output: str) -> None:
+    """A command's report: JSON on stdout for machines, or lines on stderr for people."""
+    if output == "json":
+        emit(report.as_dict())
+    else:
+        for line in report.lines():
+            say(line)
 
 
 def _catalog(args: argparse.Namespace) -> Catalog:
@@ -61,7 +76,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     from stamp.render import render_image, write_render
 
     catalog = _catalog(args)
-    names = _images(catalog, args.images)
+    names = catalog.select(args.images or None)
     version = detect_version()
     for name in names:
         out = Path(args.out) / name
@@ -72,7 +87,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def cmd_lookup(args: argparse.Namespace) -> int:
     catalog = _catalog(args)
-    name = _images(catalog, [args.image])[0]
+    name = catalog.select([args.image])[0]
     releases = catalog.releases.get(name, ())
     if args.version is not None:
         release = next((r for r in releases if r.version == args.version), None)
@@ -127,7 +142,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from stamp.build import build_image, run_in_layers
 
     catalog = _catalog(args)
-    names = _images(catalog, args.images)
+    names = catalog.select(args.images or None)
     if args.build_id and len(names) != 1:
         raise UsageError("--build-id names one build: give exactly one image with it")
     target = _target(args, catalog)
@@ -162,7 +177,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from stamp.results import read_result
 
     catalog = _catalog(args)
-    name = _images(catalog, [args.image])[0]
+    name = catalog.select([args.image])[0]
     build_root = Path(args.out)
     result = read_result(build_root, name)
     if args.ami and args.ami not in result.amis.values():
@@ -271,7 +286,7 @@ def cmd_release(args: argparse.Namespace) -> int:
             return 0
         say("releasing, in order: " + ", ".join(names))
     elif args.images:
-        names = _images(catalog, args.images)
+        names = catalog.select(args.images or None)
     else:
         raise UsageError("name the images to release, or use --changed --base REF")
     outcomes = release_images(
@@ -286,7 +301,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     from stamp.results import read_result
 
     catalog = _catalog(args)
-    names = _images(catalog, args.images or [n for n in catalog.images if (Path(args.out) / n).is_dir()])
+    names = catalog.select(args.images or [n for n in catalog.images if (Path(args.out) / n).is_dir()])
     results = [read_result(Path(args.out), name) for name in names]
     ensure_may_record(catalog, args.cloud)  # before anything starts: a refusal leaves no local cloud running
     for release, result in zip(record(catalog.path, results, cloud=args.cloud), results, strict=True):
@@ -298,13 +313,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from stamp.share import publish
 
     catalog = _catalog(args)
-    names = _images(catalog, args.images) if args.images else None
+    names = catalog.select(args.images or None)
     report = publish(catalog, _target(args, catalog).cloud, names, dry_run=args.dry_run)
-    if args.format == "json":
-        emit(report.as_dict())
-    else:
-        for line in report.lines():
-            say(line)
+    show(report, args.format)
     return 0
 
 
@@ -313,13 +324,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from stamp.lifecycle import prune
 
     catalog = _catalog(args)
-    names = _images(catalog, args.images) if args.images else None
+    names = catalog.select(args.images or None)
     report = prune(catalog.path, _target(args, catalog).cloud, names, now=utc_now(), dry_run=args.dry_run)
-    if args.format == "json":
-        emit(report.as_dict())
-    else:
-        for line in report.lines():
-            say(line)
+    show(report, args.format)
     # Refusals and failures are reported after everything else was done (docs/lifecycle.md).
     report.raise_for_outcome()
     return 0
@@ -329,7 +336,7 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     from stamp import lifecycle
 
     catalog = _catalog(args)
-    name = _images(catalog, [args.image])[0]
+    name = catalog.select([args.image])[0]
     cloud = _target(args, catalog).cloud
     usable = lifecycle.amis_exist(cloud)
     interactive = lifecycle.is_interactive(sys.stdin)
@@ -358,11 +365,7 @@ def cmd_revoke(args: argparse.Namespace) -> int:
             say("nothing revoked")
             return 1
     report = lifecycle.revoke(catalog.path, cloud, plan, usable=usable)
-    if args.format == "json":
-        emit(report.as_dict())
-    else:
-        for line in report.lines():
-            say(line)
+    show(report, args.format)
     return 0
 
 
@@ -370,13 +373,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from stamp.lifecycle import rollback
 
     catalog = _catalog(args)
-    name = _images(catalog, [args.image])[0]
+    name = catalog.select([args.image])[0]
     report = rollback(catalog.path, _target(args, catalog).cloud, name)
-    if args.format == "json":
-        emit(report.as_dict())
-    else:
-        for line in report.lines():
-            say(line)
+    show(report, args.format)
     return 0
 
 
@@ -384,7 +383,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
     from stamp.launch import launch_instances
 
     catalog = _catalog(args)
-    name = _images(catalog, [args.image])[0]
+    name = catalog.select([args.image])[0]
     if args.count < 1:
         raise UsageError("--count must be at least 1")
     launched = launch_instances(
@@ -414,19 +413,6 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
     print(schema_text(), end="")
     return 0
-
-
-def _images(catalog: Catalog, names: Sequence[str] | None) -> list[str]:
-    """The named images in dependency order, or all of them; unknown names are an input error."""
-    if not names:
-        return catalog.topo_order()
-    unknown = [n for n in names if n not in catalog.images]
-    if unknown:
-        raise CatalogError(
-            f"{catalog.path}: no image named {', '.join(repr(n) for n in unknown)}",
-            hint="images: " + ", ".join(sorted(catalog.images)),
-        )
-    return catalog.topo_order(names)
 
 
 def _plan_options(p: argparse.ArgumentParser, *, required: bool = True) -> None:

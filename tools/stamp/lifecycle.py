@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import difflib
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -39,20 +38,6 @@ def parse_time(value: str) -> datetime | None:
     except ValueError:
         return None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-def select_images(catalog: Catalog, images: Sequence[str] | None) -> list[str]:
-    """The named images parents first, or every image; an unknown name is an input error."""
-    if images is None:
-        return catalog.topo_order()
-    unknown = [name for name in images if name not in catalog.images]
-    if unknown:
-        close = difflib.get_close_matches(unknown[0], list(catalog.images), n=1)
-        raise CatalogError(
-            f"no image named '{unknown[0]}' in {catalog.path}" + (f" (did you mean '{close[0]}'?)" if close else ""),
-            hint="images: " + ", ".join(sorted(catalog.images)),
-        )
-    return catalog.topo_order(images)
 
 
 def _newest_first(releases: Iterable[Release]) -> list[Release]:
@@ -182,7 +167,7 @@ def plan_prune(catalog: Catalog, now: datetime, usage: Usage, images: Sequence[s
     - Retirement is refused while the image's SSM parameter, a launch template or a live instance uses the AMI.
     """
     actions: list[Action] = []
-    for name in select_images(catalog, images):
+    for name in catalog.select(images):
         image = catalog.images[name]
         releases = catalog.releases.get(name, ())
         retained = retained_versions(releases, image.retention.keep)
@@ -275,7 +260,7 @@ def _plan_release(name: str, release: Release, now: datetime, grace: timedelta, 
 def observe(catalog: Catalog, cloud: Cloud, images: Sequence[str] | None = None, *, workers: int = 8) -> Usage:
     """Per region, in parallel: every release AMI of the images (one batched DescribeImages), who uses the
     deprecated and revoked ones (launch templates, instances), and the images' current-AMI parameters."""
-    names = select_images(catalog, images)
+    names = catalog.select(images)
     wanted: dict[str, set[str]] = {}
     retiring: dict[str, set[str]] = {}
     parameters: dict[str, set[str]] = {}
@@ -638,7 +623,7 @@ def plan_revoke(
     usable: Usable = _always,
 ) -> RevokePlan:
     """Pure: the revocations, and what becomes current where a current release is revoked."""
-    select_images(catalog, [image])
+    catalog.select([image])
     reason = reason.strip()
     if not reason:
         raise UsageError("--reason must say why the release is revoked", hint='e.g. --reason "CVE-2026-1234 in sshd"')
@@ -755,7 +740,7 @@ class RollbackReport:
 
 def plan_rollback(catalog: Catalog, image: str, *, usable: Usable = _always) -> tuple[Release | None, Release]:
     """(the current release, the one to make current): the newest `previous` release built before it."""
-    select_images(catalog, [image])
+    catalog.select([image])
     current = catalog.current_release(image)
     target = next_current(catalog, image, usable=usable)
     if target is None:

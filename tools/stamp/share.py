@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -262,7 +261,7 @@ def publish(
     `aws/ebs` key) found in one region leaves every region unchanged. A failure after that (throttling past
     the retry bound, say) stops only the AMI-region it hit; see PublishFailed for what that guarantees.
     """
-    names = _select(catalog, images)
+    names = catalog.select(images)
     # Policy first, for every image, so a refused share never leaves a half-published catalog behind.
     shares = {name: desired_share(catalog.images[name], allow_public=catalog.defaults.allow_public) for name in names}
     notes: list[str] = []
@@ -355,19 +354,6 @@ def publish(
         }
         raise PublishFailed(failures, report, regions)
     return report
-
-
-def _select(catalog: Catalog, images: Sequence[str] | None) -> list[str]:
-    if images is None:
-        return catalog.topo_order()
-    unknown = [name for name in images if name not in catalog.images]
-    if unknown:
-        close = difflib.get_close_matches(unknown[0], list(catalog.images), n=1)
-        raise CatalogError(
-            f"no image named '{unknown[0]}' in {catalog.path}" + (f" (did you mean '{close[0]}'?)" if close else ""),
-            hint="name images defined under `images:`, or leave the names out to publish all of them",
-        )
-    return catalog.topo_order(images)
 
 
 def _look_up(cloud: Cloud, region: str, targets: Sequence[_Target], wait_timeout: float) -> _Lookup:
