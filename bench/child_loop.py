@@ -13,11 +13,12 @@ import time
 from pathlib import Path
 
 from stamp import local
-from stamp.build import build_image, verify_result
+from stamp.build import build_image
 from stamp.catalog import load_catalog
 from stamp.clouds import target_for
 from stamp.demo import copy_repository
 from stamp.release import WORKSPACE_MARKER, release_images
+from stamp.verify import verify_result
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_SECONDS = 30.0

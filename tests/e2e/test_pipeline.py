@@ -12,12 +12,12 @@ import pytest
 
 from stamp import local
 from stamp.aws import AwsCloud
-from stamp.build import Outcome
 from stamp.catalog import load_catalog
 from stamp.cli import main
 from stamp.clouds import Target, target_for
 from stamp.demo import copy_repository
 from stamp.launch import launch_instances
+from stamp.layers import Outcome
 from stamp.release import WORKSPACE_MARKER, release_images
 from stamp.share import publish
 

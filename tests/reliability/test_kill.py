@@ -23,22 +23,16 @@ from fakes import FakeCloud
 from scoreboard import Scoreboard
 from stamp import local
 from stamp.aws import AwsCloud
-from stamp.build import (
-    _stopping,
-    build_image,
-    check_build_id,
-    clear_stop,
-    run_in_layers,
-    stop_builds,
-    utc_now,
-)
+from stamp.build import build_image, check_build_id, utc_now
 from stamp.catalog import Catalog, load_catalog
 from stamp.cli import Terminated, _sigterm_raises
 from stamp.clouds import Target, target_for
 from stamp.errors import BuildError, UsageError
 from stamp.gc import collect_garbage
+from stamp.layers import run_in_layers
 from stamp.local.baseimage import image_exists
 from stamp.results import BuildResult
+from stamp.stopping import clear_stop, is_stopping, stop_builds
 
 REGIONS = ("us-east-1", "eu-west-1")
 CATALOG = """\
@@ -464,7 +458,7 @@ def test_a_signal_in_the_main_thread_stops_the_build_threads_and_waits_for_them(
     def work(name: str) -> BuildResult:
         started.set()
         time.sleep(0.5)  # a build phase that takes a while; then the check made at every phase boundary
-        seen.append((name, _stopping.is_set()))
+        seen.append((name, is_stopping()))
         raise BuildError(f"[{name}] stopped")
 
     def signal_soon() -> None:

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import secrets
-import signal
 import sys
-import threading
 import time
-from collections.abc import Callable, Collection, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,25 +20,11 @@ from stamp.local.baseimage import image_exists
 from stamp.models import ReleaseSource
 from stamp.render import MANIFEST_FILE, render_image, write_render
 from stamp.results import BuildResult, result_path, write_result
+from stamp.stopping import Stopped, check_stop, is_stopping
 
 UNKNOWN_COMMIT = "0000000"
 IMAGE_TAG = "stamp:image"
 SOURCE_AMI_TAG = "stamp:source-ami"
-
-# Set once stamp is asked to stop (SIGTERM, Ctrl-C): no build starts another phase after it.
-_stopping = threading.Event()
-_signalled: set[int] = set()
-_signalled_lock = threading.Lock()
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What happened to one image in a multi-image run."""
-
-    image: str
-    result: BuildResult | None = None
-    error: StampError | None = None
-    skipped_because: str | None = None
 
 
 def utc_now() -> datetime:
@@ -82,64 +63,6 @@ def check_build_id(catalog: Catalog, image: str, build_id: str) -> None:
                 f"build {build_id} is release {release.version} of '{image}' already",
                 hint="a recorded build is never built again: leave out --build-id to make a new one",
             )
-
-
-class _Stopped(BuildError):
-    """The build stopped because stamp was asked to (SIGTERM, Ctrl-C)."""
-
-
-def stop_builds(signum: int = signal.SIGTERM) -> None:
-    """Stop every build of this process: none starts another phase, and each running Packer gets `signum`.
-
-    A signal sent to stamp alone never reaches Packer, and Packer cleans up only when told: on SIGTERM or
-    SIGINT it terminates its instance, deletes its temporary key pair and security group, and deregisters an
-    AMI it made. Builds run in worker threads, where no exception raised by a signal handler can reach them.
-    """
-    _stopping.set()
-    _signal_packer(signum)
-
-
-def clear_stop() -> None:
-    """Forget an earlier `stop_builds` (for a process that goes on, such as a test calling `cli.main`)."""
-    _stopping.clear()
-    with _signalled_lock:
-        _signalled.clear()
-
-
-def _signal_packer(signum: int) -> None:
-    """Send `signum` once to each `packer` this process started; found through /proc, so Linux only.
-
-    Packer handles its first signal by cancelling and cleaning up; later ones would be ignored, but each gets
-    one anyway, so a Packer that started just after the first call is stopped by the next.
-    """
-    me = os.getpid()
-    with contextlib.suppress(OSError):
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = (entry / "stat").read_text(encoding="utf-8", errors="replace")
-            except OSError:
-                continue
-            command = stat[stat.find("(") + 1 : stat.rfind(")")]
-            fields = stat[stat.rfind(")") + 2 :].split()
-            if command != "packer" or len(fields) < 2 or fields[1] != str(me):
-                continue
-            pid = int(entry.name)
-            with _signalled_lock:
-                if pid in _signalled:
-                    continue
-                _signalled.add(pid)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signum)
-
-
-def _check_stop(name: str, build_id: str) -> None:
-    if _stopping.is_set():
-        raise _Stopped(
-            f"[{name}] build {build_id} stopped: stamp was asked to stop",
-            hint=f"run it again: `stamp build {name} --build-id {build_id}` adopts what it finished",
-        )
 
 
 def git_commit(repo: Path) -> str:
@@ -188,7 +111,7 @@ def build_image(
         adopted = _adopt(catalog, image, target, build_id, build_root=build_root)
         if adopted is not None:
             return adopted
-    _check_stop(name, build_id)
+    check_stop(name, build_id)
     source_ami, source = resolve_source(catalog, image, target)
     out = build_root / name
     packer_version = packer.detect_version()
@@ -220,7 +143,7 @@ def build_image(
                 "poll_delay_seconds": "1",
                 "poll_max_attempts": "120",
             }
-        _check_stop(name, build_id)
+        check_stop(name, build_id)
         key_name, private_key = _import_key_pair(target, image, build_id, out)
         group_id = _create_security_group(target, image, build_id)
         variables |= {
@@ -247,9 +170,9 @@ def build_image(
             clock = time.monotonic()
             local.commit(target.local, container.container_id, list(amis.values()))
             timings["commit"] = round(time.monotonic() - clock, 2)
-        if _stopping.is_set():
+        if is_stopping():
             # The AMIs exist and are tagged (and committed locally): a rerun with this build ID adopts them.
-            stopped = _Stopped(f"[{name}] build {build_id} stopped after Packer registered its AMIs")
+            stopped = Stopped(f"[{name}] build {build_id} stopped after Packer registered its AMIs")
             raise _with_leftovers(stopped, target, image, build_id, (key_name, group_id))
     finally:
         _clean_up(target, image, build_id, container, key_name, private_key, group_id)
@@ -406,7 +329,7 @@ def _with_leftovers(
         shown = f"could not be listed: {unread[region]}" if region in unread else ", ".join(here) or "nothing"
         lines.append(f"  {region}: {shown}")
     # Packer fails when stamp stops it: that failure is the stop, and what it finished can be adopted.
-    stopped = isinstance(error, _Stopped) or _stopping.is_set()
+    stopped = isinstance(error, Stopped) or is_stopping()
     hint = "nothing was recorded or shared; "
     hint += (
         f"`stamp build {image.name} --build-id {build_id}` adopts what it finished, `stamp gc` removes it"
@@ -415,7 +338,7 @@ def _with_leftovers(
     )
     if error.hint:
         hint = f"{error.hint}; {hint}"
-    return (_Stopped if stopped else BuildError)("\n".join(lines), hint=hint)
+    return (Stopped if stopped else BuildError)("\n".join(lines), hint=hint)
 
 
 def _adopt(catalog: Catalog, image: Image, target: Target, build_id: str, *, build_root: Path) -> BuildResult | None:
@@ -554,112 +477,5 @@ def _source_packer_used(target: Target, image: Image, amis: dict[str, str], look
     return used if used.startswith("ami-") else looked_up
 
 
-def _repo_relative(path: Path, root: Path) -> str:
-    resolved = path.resolve()
-    return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(resolved)
-
-
-def run_in_layers(
-    catalog: Catalog,
-    names: Sequence[str],
-    work: Callable[[str], BuildResult],
-    *,
-    parallel: int = 1,
-) -> list[Outcome]:
-    """Run `work` per image, parents before children, up to `parallel` at once within a layer.
-
-    An image whose parent failed in this run is skipped: building it from the old parent would hide the failure.
-    """
-    wanted = set(names)
-    depth = {n: len(catalog.ancestors(n)) for n in wanted}
-    outcomes: dict[str, Outcome] = {}
-    for layer in sorted(set(depth.values())):
-        ready: list[str] = []
-        for name in sorted(n for n in wanted if depth[n] == layer):
-            failed = next((a for a in catalog.ancestors(name) if a in outcomes and outcomes[a].result is None), None)
-            if failed:
-                outcomes[name] = Outcome(name, skipped_because=f"parent '{failed}' failed")
-            else:
-                ready.append(name)
-        # A name of its own, so a stop can find and wait for every thread of this pool (see _stop_and_wait).
-        prefix = f"stamp-build-{secrets.token_hex(4)}"
-        with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix=prefix) as pool:
-            futures: dict[str, Future[BuildResult]] = {}
-            try:
-                for name in ready:
-                    futures[name] = pool.submit(work, name)
-                for name, future in futures.items():
-                    # Wait in short steps: a signal the kernel hands to a worker thread runs its Python handler
-                    # in this thread only once this thread runs again; a blocking result() could be minutes.
-                    while not wait([future], timeout=0.2).done:
-                        pass
-                    try:
-                        outcomes[name] = Outcome(name, result=future.result())
-                    except StampError as exc:
-                        say(f"[{name}] failed: {exc}")
-                        outcomes[name] = Outcome(name, error=exc)
-            except BaseException:
-                # SIGTERM (cli raises it here) or Ctrl-C: the work runs in worker threads, which no signal
-                # reaches. Stop them, and wait while Packer cleans up, so nothing is left running unattended.
-                _stop_and_wait(pool, prefix, futures)
-                raise
-    return [outcomes[n] for n in catalog.topo_order(wanted)]
-
-
-def _stop_and_wait(pool: ThreadPoolExecutor, prefix: str, futures: dict[str, Future[BuildResult]]) -> None:
-    """Stop the pool's builds and wait for its threads, re-signalling any Packer that started meanwhile.
-
-    Threads are found by name, not through `futures`: an exception raised inside `submit` leaves a running
-    thread that neither the caller nor the pool's own shutdown knows about.
-    """
-    stop_builds()
-    pool.shutdown(wait=False, cancel_futures=True)  # what has not started never starts
-    workers = [thread for thread in threading.enumerate() if thread.name.startswith(prefix)]
-    while any(thread.is_alive() for thread in workers):
-        for thread in workers:
-            thread.join(timeout=1.0)
-        _signal_packer(signal.SIGTERM)  # a Packer that started just as the first signal was sent
-    for name, future in futures.items():
-        if future.done() and not future.cancelled() and isinstance(future.exception(), StampError):
-            say(f"[{name}] failed: {future.exception()}")
-
-
 def say(message: str) -> None:
     print(message, file=sys.stderr)
-
-
-def verify_result(catalog: Catalog, result: BuildResult, target: Target, *, build_root: Path) -> BuildResult:
-    """Verify a build on fresh instances and store the verdict in its result.json."""
-    from stamp.launchers import launcher_for
-    from stamp.verify import verify_ami
-
-    image = catalog.images[result.image]
-    _check_stop(image.name, result.build_id)
-    if image.tests is None:
-        raise CatalogError(
-            f"image '{image.name}' has no `tests` folder; stamp does not record unverified images",
-            hint=f"add images/{image.name}/tests with testinfra tests and set images.{image.name}.tests",
-        )
-    clock = time.monotonic()
-    report = verify_ami(
-        launcher_for(target, image),
-        image=image.name,
-        ami_id=result.amis[image.regions[0]],
-        tests_dir=catalog.root / image.tests,
-        report_dir=build_root / image.name,
-        ssh_user=image.ssh_username,
-        build_id=result.build_id,
-    )
-    verdict = BuildResult.model_validate(
-        result.model_dump()
-        | {
-            "verified": "failed" if report.failed else "passed",
-            "failed_tests": list(report.failed),
-            "verify_report": _repo_relative(report.junit, catalog.root),
-            "timings": result.timings | {"verify": round(time.monotonic() - clock, 2)},
-        }
-    )
-    write_result(build_root, verdict)
-    # Stopped while the tests ran: the verdict is kept, but nothing after verification (record, publish) runs.
-    _check_stop(image.name, result.build_id)
-    return verdict

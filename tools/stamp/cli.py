@@ -20,9 +20,9 @@ from stamp.errors import CatalogError, CatalogProblems, StampError, UsageError, 
 from stamp.proc import ProcessError
 
 if TYPE_CHECKING:
-    from stamp.build import Outcome
     from stamp.catalog import Image
     from stamp.clouds import Target
+    from stamp.layers import Outcome
     from stamp.plan import Plan, SourceLookup
 
 Handler = Callable[[argparse.Namespace], int]
@@ -139,7 +139,8 @@ def _report(outcomes: Sequence[Outcome], failure_code: int) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from stamp.build import build_image, run_in_layers
+    from stamp.build import build_image
+    from stamp.layers import run_in_layers
 
     catalog = _catalog(args)
     names = catalog.select(args.images or None)
@@ -173,8 +174,8 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from stamp.build import verify_result
     from stamp.results import read_result
+    from stamp.verify import verify_result
 
     catalog = _catalog(args)
     name = catalog.select([args.image])[0]
@@ -568,7 +569,7 @@ def _sigterm_raises() -> Iterator[None]:
 
     def on_sigterm(signum: int, _frame: FrameType | None) -> None:
         nonlocal fired
-        from stamp.build import stop_builds
+        from stamp.stopping import stop_builds
 
         stop_builds(signum)
         if not fired:  # a second SIGTERM must not interrupt the cleanup the first one started
@@ -581,7 +582,7 @@ def _sigterm_raises() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGTERM, previous)
         if fired:
-            from stamp.build import clear_stop
+            from stamp.stopping import clear_stop
 
             clear_stop()
 

@@ -6,13 +6,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from stamp.build import Outcome, build_image, run_in_layers, verify_result
+from stamp.build import build_image
 from stamp.catalog import Catalog, load_catalog
 from stamp.clouds import Target
 from stamp.errors import PolicyError, VerifyError
+from stamp.layers import Outcome, run_in_layers
 from stamp.record import record
 from stamp.results import BuildResult
 from stamp.share import publish
+from stamp.verify import verify_result
 
 # Marks a scratch copy of a repository whose catalog may take local-cloud releases (SPEC §5).
 WORKSPACE_MARKER = Path(".stamp") / "local-workspace"

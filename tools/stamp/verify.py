@@ -9,10 +9,16 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from stamp import proc
-from stamp.errors import VerifyError
+from stamp.catalog import Catalog
+from stamp.errors import CatalogError, VerifyError
+from stamp.results import BuildResult, write_result
+from stamp.stopping import check_stop
+
+if TYPE_CHECKING:
+    from stamp.clouds import Target
 
 
 @dataclass(frozen=True)
@@ -146,3 +152,45 @@ def verify_ami(
         file=sys.stderr,
     )
     return report
+
+
+def verify_result(catalog: Catalog, result: BuildResult, target: Target, *, build_root: Path) -> BuildResult:
+    """Verify a build on fresh instances and store the verdict in its result.json."""
+    # Imported here: the launchers depend on this module's Host and Launcher.
+    from stamp.launchers import launcher_for
+
+    image = catalog.images[result.image]
+    check_stop(image.name, result.build_id)
+    if image.tests is None:
+        raise CatalogError(
+            f"image '{image.name}' has no `tests` folder; stamp does not record unverified images",
+            hint=f"add images/{image.name}/tests with testinfra tests and set images.{image.name}.tests",
+        )
+    clock = time.monotonic()
+    report = verify_ami(
+        launcher_for(target, image),
+        image=image.name,
+        ami_id=result.amis[image.regions[0]],
+        tests_dir=catalog.root / image.tests,
+        report_dir=build_root / image.name,
+        ssh_user=image.ssh_username,
+        build_id=result.build_id,
+    )
+    verdict = BuildResult.model_validate(
+        result.model_dump()
+        | {
+            "verified": "failed" if report.failed else "passed",
+            "failed_tests": list(report.failed),
+            "verify_report": _repo_relative(report.junit, catalog.root),
+            "timings": result.timings | {"verify": round(time.monotonic() - clock, 2)},
+        }
+    )
+    write_result(build_root, verdict)
+    # Stopped while the tests ran: the verdict is kept, but nothing after verification (record, publish) runs.
+    check_stop(image.name, result.build_id)
+    return verdict
+
+
+def _repo_relative(path: Path, root: Path) -> str:
+    resolved = path.resolve()
+    return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(resolved)
