@@ -221,15 +221,7 @@ def test_a_dead_local_cloud_is_named_and_how_to_fix_it(guard: Guard) -> None:
     assert_refused(publish, 5, "has stopped (its moto server is gone)", "stamp release IMAGE", where=None)
 
 
-def _engine_ready() -> bool:
-    if shutil.which("podman") is None:
-        return False
-    done = subprocess.run(["podman", "image", "exists", BASE_IMAGE], capture_output=True, check=False)
-    return done.returncode == 0
-
-
-@pytest.mark.integration
-@pytest.mark.skipif(not _engine_ready(), reason=f"needs podman with {BASE_IMAGE} (built by `stamp local up`)")
+@pytest.mark.e2e
 def test_a_killed_moto_server(guard: Guard) -> None:
     """A real local cloud, its moto server killed: commands say what happened and exit 5, never hang."""
     try:

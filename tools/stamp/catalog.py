@@ -92,7 +92,7 @@ class Catalog:
         unknown = [name for name in names if name not in self.images]
         if unknown:
             raise CatalogError(
-                f"no image named '{unknown[0]}' in {self.path}{_suggest(unknown[0], self.images)}",
+                f"no image named '{yamlsafe.show(unknown[0])}' in {self.path}{_suggest(unknown[0], self.images)}",
                 hint="images: " + ", ".join(sorted(self.images)),
             )
         return self.topo_order(names)
