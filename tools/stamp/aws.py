@@ -433,22 +433,12 @@ class AwsCloud:
         existing = self.get_parameters(region, [name]).get(name)
         if existing is not None and existing.value == ami_id:
             return ParameterUpdate(name=name, previous=existing.value, value=ami_id, version=existing.version)
-        # Tags together with Overwrite is a ValidationException, so the parameter carries no tags:
-        # https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_PutParameter.html
-        with self._errors("PutParameter", region, name):
-            answer = self.ssm(region).put_parameter(
-                Name=name,
-                Value=ami_id,
-                Type="String",
-                DataType="aws:ec2:image",
-                Description="Current AMI of this stamp image; written by stamp publish",
-                Overwrite=existing is not None,
-            )
-        return ParameterUpdate(
-            name=name, previous=existing.value if existing else None, value=ami_id, version=answer["Version"]
-        )
+        version = self.write_image_parameter(region, name, ami_id, overwrite=existing is not None)
+        return ParameterUpdate(name=name, previous=existing.value if existing else None, value=ami_id, version=version)
 
     def write_image_parameter(self, region: str, name: str, ami_id: str, *, overwrite: bool) -> int:
+        # Tags together with Overwrite is a ValidationException, so the parameter carries no tags:
+        # https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_PutParameter.html
         with self._errors("PutParameter", region, name):
             answer = self.ssm(region).put_parameter(
                 Name=name,

@@ -20,8 +20,6 @@ VARS_FILE = "stamp.auto.pkrvars.json"
 FINALIZE_FILE = "finalize.sh"
 PLUGINS_FILE = "plugins.pkr.hcl"
 MANIFEST_FILE = "manifest.json"
-# The build block is named, so `-only` takes the three-part form (FACTS: a wrong -only builds nothing, exit 0).
-ONLY = "stamp.amazon-ebs.image"
 # Packer 1.6.6 rejects `packer { required_plugins }`; from 1.7 on the amazon builder is a plugin.
 PLUGINS_SINCE = (1, 7, 0)
 # Validate's stand-in for a parent that has no release yet: well-formed, and owned by nobody.
