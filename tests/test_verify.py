@@ -18,17 +18,19 @@ JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 <testcase classname="test_web" name="test_site[ssh://admin@127.0.0.1:2222]" time="0.1">
   <failure message="assert 'marker' in ''">...</failure></testcase>
 <testcase classname="test_web" name="test_port" time="0.1"><error message="boom"/></testcase>
+<testcase classname="test_web" name="test_mirror" time="0.1"><skipped message="no mirror"/></testcase>
 </testsuite></testsuites>
 """
 
 
-def test_read_junit_names_failed_and_errored_tests(tmp_path: Path) -> None:
+def test_read_junit_names_failed_errored_and_skipped_tests(tmp_path: Path) -> None:
     path = tmp_path / "junit.xml"
     path.write_text(JUNIT)
     report = read_junit(path)
-    assert report.total == 3
+    assert report.total == 4
     assert report.passed == 1
     assert report.failed == ("test_web::test_site[ssh://admin@127.0.0.1:2222]", "test_web::test_port")
+    assert report.skipped == ("test_web::test_mirror",)
 
 
 def test_missing_report_is_a_verify_error(tmp_path: Path) -> None:

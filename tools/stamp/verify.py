@@ -49,10 +49,12 @@ class TestReport:
     total: int
     failed: tuple[str, ...]
     junit: Path
+    skipped: tuple[str, ...] = ()
 
     @property
     def passed(self) -> int:
-        return self.total - len(self.failed)
+        """Tests that ran and passed: a skipped test checked nothing, so it is not counted as passed."""
+        return self.total - len(self.failed) - len(self.skipped)
 
 
 def pytest_args(tests_dir: Path, host: Host, *, ssh_config: Path, junit: Path) -> list[str]:
@@ -84,11 +86,15 @@ def read_junit(path: Path) -> TestReport:
         raise VerifyError(f"no readable test report at {path}: {exc}") from None
     total = 0
     failed: list[str] = []
+    skipped: list[str] = []
     for case in root.iter("testcase"):
         total += 1
+        name = f"{case.get('classname', '')}::{case.get('name', '')}"
         if case.find("failure") is not None or case.find("error") is not None:
-            failed.append(f"{case.get('classname', '')}::{case.get('name', '')}")
-    return TestReport(total, tuple(failed), path)
+            failed.append(name)
+        elif case.find("skipped") is not None:
+            skipped.append(name)
+    return TestReport(total, tuple(failed), path, tuple(skipped))
 
 
 @contextmanager
@@ -146,9 +152,13 @@ def verify_ami(
     failed = report.failed + tuple(f"stamp::instance-identity: {p}" for p in identity)
     if report.total == 0:
         failed += (f"stamp::no-tests: no tests ran from {tests_dir}",)
-    report = TestReport(report.total + 1, failed, junit)
+    report = TestReport(report.total + 1, failed, junit, report.skipped)
+    for name in report.skipped:
+        print(f"[{image}] skipped (checked nothing): {name}", file=sys.stderr)
     print(
-        f"[{image}] {report.passed}/{report.total} checks passed in {time.monotonic() - started:.1f} s",
+        f"[{image}] {report.passed}/{report.total} checks passed"
+        + (f", {len(report.skipped)} skipped" if report.skipped else "")
+        + f" in {time.monotonic() - started:.1f} s",
         file=sys.stderr,
     )
     return report
