@@ -7,7 +7,7 @@ import posixpath
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel
 
@@ -23,16 +23,8 @@ ReasonKind = Literal[
     "no_release",
     "share_changed",
 ]
-# Spec order (SPEC §4), so every renderer lists an image's reasons the same way.
-KINDS: tuple[ReasonKind, ...] = (
-    "definition_changed",
-    "file_changed",
-    "parent_rebuilt",
-    "new_source_image",
-    "release_too_old",
-    "no_release",
-    "share_changed",
-)
+# Spec order (SPEC §4), so every renderer lists an image's reasons the same way: the Literal's own order.
+KINDS: tuple[ReasonKind, ...] = get_args(ReasonKind)
 LABELS: dict[ReasonKind, str] = {
     "definition_changed": "definition changed",
     "file_changed": "file changed",
