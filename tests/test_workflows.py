@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -183,15 +185,205 @@ def test_record_job_waits_for_every_layer_and_records_partial_success() -> None:
     assert set(record["needs"]) == {"plan", *layers}
     assert "!cancelled()" in record["if"]
     assert record["environment"] == "publish"
-    script = next(s["run"] for s in record["steps"] if s.get("id") == "record")
-    assert "RECORD_MODE" in script
-    assert "git rebase" in script
-    assert [s.get("run") for s in record["steps"]][-1] == "stamp publish"
+    step = next(s for s in record["steps"] if s.get("id") == "record")
+    assert "RECORD_MODE" in step["run"]
+    assert "git rebase" in step["run"]
+    # The record commit claims the plan built, and stamp/built moves, only when every planned layer built.
+    complete = step["env"]["COMPLETE"]
+    assert "!contains(needs.*.result, 'failure')" in complete
+    assert "needs.plan.outputs.unbuilt == ''" in complete
+    runs = [s.get("run") for s in record["steps"]]
+    assert runs[-2] == "stamp publish"
+    assert record["steps"][-1]["if"] == "needs.plan.outputs.unbuilt != ''"
+    assert "exit 1" in runs[-1]
+
+
+# -- who can push to main, and what runs with the publish role (docs/adopting.md, "Threat model") ----------
+
+
+def app_token_steps() -> list[tuple[Path, str, dict[str, Any]]]:
+    return [
+        (path, name, s)
+        for path in FILES
+        for name, job in jobs(path).items()
+        for s in job.get("steps", [])
+        if str(s.get("uses", "")).startswith("actions/create-github-app-token@")
+    ]
+
+
+def test_the_record_commit_is_pushed_with_the_stamp_app_token_pinned_by_commit() -> None:
+    found = app_token_steps()
+    assert [(path.name, name) for path, name, _ in found] == [("merge.yml", "record")]
+    _, _, app = found[0]
+    assert SHA_PIN.match(app["uses"])
+    assert app["id"] == "app"
+    assert app["if"] == "vars.STAMP_APP_CLIENT_ID != ''"
+    given = app["with"]
+    assert given["client-id"] == "${{ vars.STAMP_APP_CLIENT_ID }}"
+    assert given["private-key"] == "${{ secrets.STAMP_APP_PRIVATE_KEY }}"
+    # Only what the record step does: push catalog.yaml and the tag, open or update a pull request.
+    assert {k: v for k, v in given.items() if k.startswith("permission-")} == {
+        "permission-contents": "write",
+        "permission-pull-requests": "write",
+    }
+    record = jobs(WORKFLOWS / "merge.yml")["record"]
+    step = next(s for s in record["steps"] if s.get("id") == "record")
+    assert step["env"]["GH_TOKEN"] == "${{ steps.app.outputs.token || github.token }}"  # noqa: S105 - an expression
+    assert step["env"]["APP_SLUG"] == "${{ steps.app.outputs.app-slug }}"
+
+
+def test_without_the_app_the_record_goes_to_a_pull_request() -> None:
+    record = jobs(WORKFLOWS / "merge.yml")["record"]
+    mode = next(s for s in record["steps"] if s.get("id") == "record")["env"]["RECORD_MODE"]
+    assert mode.endswith("(vars.STAMP_APP_CLIENT_ID != '' && 'commit') || 'pr' }}"), mode
+    dispatch = load(WORKFLOWS / "merge.yml")["on"]["workflow_dispatch"]["inputs"]["record_mode"]
+    assert dispatch["default"] == "auto"
+    assert "inputs.record_mode != 'auto'" in mode
+
+
+def test_the_app_key_and_the_publish_role_stay_in_the_publish_environment() -> None:
+    for path in FILES:
+        for name, job in jobs(path).items():
+            text = json.dumps(job)
+            if "secrets." in text:
+                assert job.get("environment") == "publish", f"{path.name}: {name} reads a secret outside publish"
+                assert re.findall(r"secrets\.(\w+)", text) == ["STAMP_APP_PRIVATE_KEY"]
+
+
+def test_jobs_with_the_publish_role_run_only_code_from_main() -> None:
+    for path in FILES:
+        events = load(path)["on"]
+        for name, job in jobs(path).items():
+            if job.get("environment") != "publish":
+                continue
+            # Never an event that runs a pull request's or another branch's code by default.
+            assert set(events) <= {"push", "schedule", "workflow_dispatch"}, path.name
+            if "push" in events:
+                assert events["push"] == {"branches": ["main"]}, path.name
+            for s in job["steps"]:
+                if str(s.get("uses", "")).startswith("actions/checkout@"):
+                    assert s["with"].get("ref", "main") == "main", f"{path.name}: {name} checks out {s['with']}"
+
+
+def upload_steps() -> list[tuple[Path, dict[str, Any]]]:
+    return [
+        (path, s)
+        for path in FILES
+        for s in steps(path)
+        if str(s.get("uses", "")).startswith("actions/upload-artifact@")
+    ]
+
+
+def test_every_artifact_upload_replaces_the_one_of_a_previous_attempt() -> None:
+    found = upload_steps()
+    assert {path.name for path, _ in found} == {"build-layer.yml", "pr.yml"}
+    for path, s in found:
+        assert s["with"].get("overwrite") is True, f"{path.name}: a re-run would fail on the artifact's name"
+
+
+def test_build_artifacts_never_carry_a_private_key() -> None:
+    (build,) = [s for path, s in upload_steps() if path.name == "build-layer.yml"]
+    paths = [line.strip() for line in build["with"]["path"].splitlines() if line.strip()]
+    assert paths[0] == "build/${{ matrix.image }}/"
+    assert "!**/id_*" in paths
+
+
+PIPE_INTO_COMMAND = re.compile(r"\|\s*(?:head|tail|sort|uniq|tee|grep|sed|awk|cut|tr|wc|xargs|jq|cat)\b")
+PIPEFAIL = re.compile(r"^\s*set -[a-z]*o pipefail\b", re.M)
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_scripts_with_pipelines_fail_when_a_stage_fails(path: Path) -> None:
+    for s in steps(path):
+        script = s.get("run", "")
+        if PIPE_INTO_COMMAND.search(script):
+            assert PIPEFAIL.search(script), f"{path.name}: {s.get('name')} pipes without set -o pipefail"
+
+
+def test_the_plan_comment_lookup_fails_instead_of_posting_a_second_comment() -> None:
+    comment = jobs(WORKFLOWS / "pr.yml")["comment"]
+    script = next(s["run"] for s in comment["steps"] if "run" in s)
+    assert PIPEFAIL.search(script)
+    assert "| head" not in script, "head would hide a failed lookup (and with pipefail, break the pipe)"
+
+
+def test_every_run_script_passes_shellcheck(tmp_path: Path) -> None:
+    scripts = []
+    for path in FILES:
+        for name, job in jobs(path).items():
+            for index, s in enumerate(job.get("steps", [])):
+                if "run" in s:
+                    script = tmp_path / f"{path.stem}-{name}-{index}.sh"
+                    # GitHub runs a `run:` without `shell:` as `bash -e {0}`.
+                    script.write_text("#!/usr/bin/env bash\nset -e\n" + s["run"])
+                    scripts.append(str(script))
+    done = subprocess.run(
+        ["shellcheck", "--severity=warning", *scripts], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_plan_deeper_than_the_layer_jobs_builds_what_it_can_and_says_what_it_left(tmp_path: Path) -> None:
+    plan_step = next(s for s in jobs(WORKFLOWS / "merge.yml")["plan"]["steps"] if s.get("id") == "plan")
+    max_layers = int(plan_step["env"]["MAX_LAYERS"])
+    names = [f"image-{index}" for index in range(max_layers + 2)]
+    matrix = {"layers": [{"include": [{"image": name, "layer": index}]} for index, name in enumerate(names)]}
+    stub = tmp_path / "bin" / "stamp"
+    stub.parent.mkdir()
+    stub.write_text(
+        f"#!/bin/sh\ncase \"$*\" in *'--format matrix'*) echo '{json.dumps(matrix)}' ;; *) echo '# plan' ;; esac\n"
+    )
+    stub.chmod(0o755)
+    script = tmp_path / "plan.sh"
+    script.write_text(plan_step["run"])
+    outputs = tmp_path / "outputs"
+    outputs.write_text("")
+    env = {
+        "PATH": f"{stub.parent}{os.pathsep}{os.environ['PATH']}",
+        "BASE": "0" * 40,
+        "HEAD_SHA": "1" * 40,
+        "MAX_LAYERS": str(max_layers),
+        "GITHUB_OUTPUT": str(outputs),
+        "GITHUB_STEP_SUMMARY": os.devnull,
+    }
+    assert set(plan_step["env"]) == {"BASE", "HEAD_SHA", "MAX_LAYERS"}
+    done = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-e", str(script)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "::error::the plan has" in done.stdout
+    given = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
+    assert given["layers"] == str(max_layers), "every layer job runs"
+    assert given["unbuilt"] == " ".join(names[max_layers:]), "the record job fails the run naming these"
+    assert json.loads(given["matrix"]) == matrix
+
+
+def test_the_adopting_guide_gives_no_bypass_to_github_actions_and_has_a_threat_model() -> None:
+    guide = (REPO / "docs" / "adopting.md").read_text()
+    flat = " ".join(guide.split())
+    # Any sentence naming GitHub Actions (or its token) and a bypass says that it must not have one.
+    for sentence in re.split(r"(?<=[.;:])\s", flat):
+        if re.search(r"bypass", sentence, re.I) and re.search(r"GitHub Actions|GITHUB_TOKEN", sentence):
+            assert re.search(r"\b(?:never|not|no)\b", sentence), sentence
+    assert "the only bypass actor" in flat
+    model = guide.split("## 5. Threat model", 1)[1].split("\n## ", 1)[0]
+    for who in ("pull request authors", "writers", "reviewers", "stamp App", "`plan`", "`build`", "`publish`"):
+        assert who in model, who
+    assert "STAMP_APP_PRIVATE_KEY" in guide and "STAMP_APP_CLIENT_ID" in guide
 
 
 def test_the_janitor_collects_only_what_no_running_build_can_own() -> None:
     schedule = jobs(WORKFLOWS / "schedule.yml")
     assert any(s.get("run") == "stamp gc --older-than 2h" for s in schedule["janitor"]["steps"])
+    # Scheduled revocations (`stamp revoke --at`) are applied by a publish on a schedule, under the publish role.
+    assert any(s.get("run") == "stamp publish" for s in schedule["revocations"]["steps"])
+    assert schedule["revocations"]["environment"] == "publish"
     build = jobs(WORKFLOWS / "build-layer.yml")["build"]
     assert build["timeout-minutes"] < 120
 

@@ -7,6 +7,8 @@ need=()
 command -v packer >/dev/null 2>&1 || need+=(packer)
 command -v mmdebstrap >/dev/null 2>&1 || need+=(mmdebstrap)
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
+# The workflows' scripts use jq; tests/test_workflow_record.py runs them.
+command -v jq >/dev/null 2>&1 || need+=(jq)
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 command -v node >/dev/null 2>&1 || need+=(nodejs npm)
 # A container engine counts only if it really runs (a docker client without an engine does not).
