@@ -21,7 +21,7 @@ import pytest
 from conftest import REPO
 from fakes import FakeCloud
 from scoreboard import Scoreboard
-from stamp import local
+from stamp import local, runfiles
 from stamp.aws import AwsCloud
 from stamp.build import build_image, check_build_id, utc_now
 from stamp.catalog import Catalog, load_catalog
@@ -100,6 +100,7 @@ class Run:
     build_id: str
     returncode: int
     output: str
+    pid: int
 
 
 def _git(root: Path, *args: str) -> None:
@@ -237,7 +238,7 @@ def run_and_kill(ws: Workspace, trigger: str, sig: signal.Signals) -> Run:
     output = "".join(lines)
     assert sent, f"the build never printed {trigger!r}:\n{output[-3000:]}"
     assert build_id, output[-3000:]
-    return Run(build_id, returncode, output)
+    return Run(build_id, returncode, output, child.pid)
 
 
 def _wait_for_container(ws: Workspace, build_id: str) -> None:
@@ -252,6 +253,30 @@ def _gc(ws: Workspace) -> None:
     catalog = load_catalog(ws.catalog_path)
     report = collect_garbage(catalog, ws.cloud, local_cloud=ws.local, older_than=None, now=utc_now(), dry_run=False)
     report.raise_for_failures()
+    # What `stamp gc` also does: the private run directories (SSH keys) of runs killed with SIGKILL.
+    runfiles.remove_stale_run_dirs()
+
+
+def _private_keys_under(root: Path) -> list[Path]:
+    """Files named like an SSH key, or holding one."""
+    if not root.is_dir():
+        return []
+    return sorted(
+        path
+        for path in root.rglob("*")
+        if path.is_file() and (path.name.startswith("id_") or b"PRIVATE KEY" in path.read_bytes())
+    )
+
+
+def _run_dirs_of(pid: int) -> list[Path]:
+    """The private run directories (SSH keys, ssh sockets) the process `pid` made and left."""
+    found = []
+    for base in runfiles.base_dirs():
+        for path in base.glob(f"{runfiles.PREFIX}*"):
+            owner = path / runfiles.OWNER_FILE
+            if owner.is_file() and owner.read_text().split()[:1] == [str(pid)]:
+                found.append(path)
+    return found
 
 
 CONTAINER_STARTING = "+ podman run --detach"
@@ -284,11 +309,19 @@ def test_a_killed_build_leaves_only_what_carries_its_build_id_and_gc_removes_it(
         assert "stopped by SIGTERM" in run.output
         # SIGTERM is cleaned up by stamp and Packer themselves; only finished AMIs stay, for a rerun to adopt.
         assert {t.kind for t in left} <= ({"image", "snapshot"} if point == "after packer" else set()), left
+        assert not _run_dirs_of(run.pid), "a SIGTERMed build removes its private keys itself"
+    else:
+        # No `finally` ran: the build's key is still there, but in its private run directory, not in build/.
+        assert [(path / "id_ed25519").is_file() for path in _run_dirs_of(run.pid)] == [True]
 
     _gc(workspace)
     orphans = _new_since(before, workspace.target)
     scoreboard.add("builds killed", tried=1, bad=len(orphans))
+    keys = _private_keys_under(workspace.root / "build")
+    scoreboard.add("private keys left in build/", tried=1, bad=len(keys))
     assert not orphans, f"left after gc: {orphans}"
+    assert not keys, f"private keys in build/ (an artifact) after the killed build and gc: {keys}"
+    assert not _run_dirs_of(run.pid), "gc removes a killed build's private run directory"
 
 
 @pytest.mark.e2e

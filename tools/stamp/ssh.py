@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
 from stamp import proc
 from stamp.errors import CloudError
 
+# A unix socket's path holds at most 107 bytes (sun_path is 108 with its NUL); %C expands to 40 hex digits, and
+# ssh first binds the master's socket at "<path>.<16 random characters>" before renaming it.
+SOCKET_PATH_MAX = 107
+CONTROL_NAME = "%C"
+_CONTROL_NAME_EXPANDED = 40
+_MASTER_SUFFIX = 17
 
-def ssh_config_text(private_key: Path) -> str:
-    """ssh_config for stamp's instances: each one makes fresh host keys, often on a reused address."""
-    return (
+
+def ssh_config_text(private_key: Path, control_dir: Path | None = None) -> str:
+    """ssh_config for stamp's instances: each one makes fresh host keys, often on a reused address.
+
+    With `control_dir` (a private per-run directory, see tools/stamp/runfiles.py), connections to one instance
+    share one ssh master whose socket lives there; never in the shared temp dir, where others could reach it.
+    Without one, or when its path is too long for a socket, every ssh connects on its own.
+    """
+    text = (
         "Host *\n"
         "  StrictHostKeyChecking no\n"
         "  UserKnownHostsFile /dev/null\n"
@@ -21,12 +34,18 @@ def ssh_config_text(private_key: Path) -> str:
         "  PasswordAuthentication no\n"
         "  ConnectTimeout 5\n"
         "  LogLevel ERROR\n"
-        # testinfra opens one ssh per check: sharing one connection per instance makes verification ~2x faster.
-        # The socket path is short on purpose (sun_path holds 108 bytes); %C hashes host, port and user.
-        "  ControlMaster auto\n"
-        "  ControlPath /tmp/stamp-ssh-%C\n"
-        "  ControlPersist 15s\n"
     )
+    if control_dir is None or not control_path_fits(control_dir):
+        return text
+    # testinfra opens one ssh per check: sharing one connection per instance makes verification ~2x faster.
+    # %C hashes the local host, remote host, port and user.
+    return text + f'  ControlMaster auto\n  ControlPath "{control_dir / CONTROL_NAME}"\n  ControlPersist 15s\n'
+
+
+def control_path_fits(control_dir: Path) -> bool:
+    """Whether ssh can bind its master socket in `control_dir`."""
+    longest = len(os.fsencode(control_dir / CONTROL_NAME)) - len(CONTROL_NAME) + _CONTROL_NAME_EXPANDED
+    return longest + _MASTER_SUFFIX <= SOCKET_PATH_MAX
 
 
 def ssh_args(config: Path, host: str, port: int, user: str, *command: str) -> list[str]:

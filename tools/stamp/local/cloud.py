@@ -29,6 +29,8 @@ STATE_DIR = Path(".stamp") / "local"
 LABEL = "stamp.local"
 CLOUD_LABEL = "stamp.local.cloud"
 MOTO_START_TIMEOUT = 30.0
+# How long a running (not paused) moto server that does not answer gets before it is reported hung.
+MOTO_ANSWER_GRACE = 10.0
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,9 @@ def ensure_ssh_key(root: Path) -> tuple[Path, Path, Path]:
             ) from exc
     private_key.chmod(0o600)
     config = ssh_dir / "ssh_config"
+    # The local cloud's own key stays here for the cloud's life: .stamp/ is never collected as an artifact.
+    # This config is for people and for login checks: no ssh master socket (verification writes its own
+    # config with one, in a private per-run directory: tools/stamp/launchers.py).
     text = ssh_config_text(private_key)
     if not config.is_file() or config.read_text(encoding="utf-8") != text:
         config.write_text(text, encoding="utf-8")
@@ -195,11 +200,46 @@ def _locked(root: Path) -> Iterator[None]:
 
 
 def status(repo_root: Path) -> LocalCloud | None:
-    """The running local cloud, or None when it is not running (dead pid, or moto not answering)."""
+    """The running local cloud, or None when it is not running (no state, or its moto server is gone).
+
+    A moto server that is alive but does not answer (paused with SIGSTOP or Ctrl-Z, or hung) is a CloudError,
+    not "not running": starting a second server would orphan it and overwrite the state of the cloud it holds.
+    """
     cloud = _read_state(state_root(repo_root))
-    if cloud is None or not _pid_is_moto(cloud.moto_pid) or not moto_answers(cloud.endpoint_url):
+    if cloud is None or not _pid_is_moto(cloud.moto_pid):
         return None
+    _check_answers(cloud)
     return cloud
+
+
+def _process_state(pid: int) -> str | None:
+    """The one-letter state of `pid` in /proc (`T` stopped, `t` traced, `Z` zombie…), or None if unknown."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def _check_answers(cloud: LocalCloud) -> None:
+    """Return once the live moto server answers; give a busy one MOTO_ANSWER_GRACE, then raise a CloudError."""
+    pid, url = cloud.moto_pid, cloud.endpoint_url
+    deadline = time.monotonic() + MOTO_ANSWER_GRACE
+    while True:
+        paused = _process_state(pid) in ("T", "t")
+        if paused or time.monotonic() > deadline:
+            break
+        if moto_answers(url, timeout=min(MOTO_ANSWER_GRACE, 3.0)):
+            return
+        time.sleep(0.2)
+    how = (
+        f"it is paused (stopped by a signal): `kill -CONT {pid}` resumes it, or restart it with"
+        if paused
+        else "it is hung:"
+    )
+    raise CloudError(
+        f"the local cloud's EC2 API at {url} (moto, pid {pid}) does not answer; {how} "
+        "`stamp local down && stamp local up` (every AMI built in it is lost)"
+    )
 
 
 def _free_port() -> int:
@@ -312,6 +352,8 @@ def up(repo_root: Path, seeds: Sequence[SeedImage]) -> LocalCloud:
             engine = current.engine_handle
             if not image_exists(engine, current.base_image):
                 ensure_base_image(engine, root)
+            # Rewrites a config an older stamp left (it put the ssh master socket in the shared temp dir).
+            ensure_ssh_key(root)
             cloud = _seed_running(current, seeds)
             _tie_seeds(engine, cloud.base_image, cloud.seeds)
             _write_state(cloud)
@@ -344,6 +386,7 @@ def up(repo_root: Path, seeds: Sequence[SeedImage]) -> LocalCloud:
 def _stop_pid(pid: int, timeout: float = 10.0) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGCONT)  # a paused server acts on the SIGTERM only once it runs again
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not _pid_alive(pid):

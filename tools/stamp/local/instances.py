@@ -49,13 +49,19 @@ def _seed_dir(cloud: LocalCloud, instance_id: str) -> Path:
     return cloud.root / "instances" / instance_id
 
 
-def _write_seed(cloud: LocalCloud, instance_id: str, ssh_user: str, user_data: str | None) -> Path:
-    """The per-instance data a cloud's metadata service would serve, mounted read-only into the container."""
+def _write_seed(
+    cloud: LocalCloud, instance_id: str, ssh_user: str, user_data: str | None, authorized_keys: Sequence[str] = ()
+) -> Path:
+    """The per-instance data a cloud's metadata service would serve, mounted read-only into the container.
+
+    Public keys only: the cloud's own key, which stamp's login checks use, and any `authorized_keys` given.
+    """
     seed = _seed_dir(cloud, instance_id)
     seed.mkdir(parents=True, exist_ok=True)
     (seed / "instance-id").write_text(instance_id + "\n", encoding="utf-8")
     (seed / "ssh-user").write_text(ssh_user + "\n", encoding="utf-8")
-    (seed / "authorized_keys").write_text(cloud.ssh_public_key.read_text(encoding="utf-8"), encoding="utf-8")
+    keys = [cloud.ssh_public_key.read_text(encoding="utf-8"), *authorized_keys]
+    (seed / "authorized_keys").write_text("".join(k.strip() + "\n" for k in keys if k.strip()), encoding="utf-8")
     if user_data is not None:
         (seed / "user-data").write_text(user_data, encoding="utf-8")
     return seed
@@ -94,11 +100,13 @@ def launch(
     user_data: str | None = None,
     wait: bool = True,
     timeout: float = SSH_TIMEOUT,
+    authorized_keys: Sequence[str] = (),
 ) -> Instance:
     """Start a container from the image tied to `ami_id`, with sshd published on 127.0.0.1.
 
     With `wait`, returns once the SSH banner answers and a real login as `ssh_user` works (a user-data
-    script has finished by then: it runs before sshd starts).
+    script has finished by then: it runs before sshd starts). `authorized_keys` are public keys accepted
+    besides the cloud's own, as EC2 installs the key pair named at launch (a build's throwaway key).
     """
     engine = cloud.engine_handle
     image = container_image_for(ami_id)
@@ -112,7 +120,7 @@ def launch(
     if _name_in_use(engine, name):
         name = f"{name}-{secrets.token_hex(3)}"
     instance_id = "i-" + secrets.token_hex(9)[:17]
-    seed = _write_seed(cloud, instance_id, ssh_user, user_data)
+    seed = _write_seed(cloud, instance_id, ssh_user, user_data, authorized_keys)
     args = [
         "run",
         "--detach",
