@@ -5,6 +5,7 @@ from __future__ import annotations
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,19 @@ def moto(moto_server: MotoEndpoint, monkeypatch: pytest.MonkeyPatch) -> Iterator
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
     moto_server.reset()
     yield moto_server
+
+
+# The time every test that fixes the clock reads from `stamp.build.utc_now`.
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def cli_aws(moto: MotoEndpoint, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--cloud aws` reaching the moto server: boto3 reads the endpoint from AWS_ENDPOINT_URL; the clock is NOW."""
+    from stamp import build
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto.url)
+    monkeypatch.setattr(build, "utc_now", lambda: NOW)
 
 
 @pytest.fixture
@@ -108,10 +122,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     rows = [name for name, _ in ROWS if name in _SCOREBOARD.tried]
     rows += sorted(set(_SCOREBOARD.tried) - set(rows))
     terminalreporter.section("reliability")
-    terminalreporter.write_line(f"{'what':<24} {'tried':>6}   {'what went wrong':<28} {'count':>5}  target")
+    width = max(len(row) for row in rows)
+    terminalreporter.write_line(f"{'what':<{width}} {'tried':>6}   {'what went wrong':<28} {'count':>5}  target")
     for row in rows:
         bad = _SCOREBOARD.bad[row]
         verdict = "ok" if bad == 0 else "MISSED"
         terminalreporter.write_line(
-            f"{row:<24} {_SCOREBOARD.tried[row]:>6}   {labels.get(row, 'failures'):<28} {bad:>5}  0 {verdict}"
+            f"{row:<{width}} {_SCOREBOARD.tried[row]:>6}   {labels.get(row, 'failures'):<28} {bad:>5}  0 {verdict}"
         )

@@ -70,6 +70,7 @@ class FakeCloud:
     """Implements `stamp.cloud.Cloud` with dicts; `fail` maps an operation name to an error it raises."""
 
     def __init__(self) -> None:
+        self.account = "123456789012"
         self.images: dict[tuple[str, str], FakeImage] = {}
         self.snapshots: dict[tuple[str, str], ShareSet] = {}
         self.snapshot_tags: dict[tuple[str, str], dict[str, str]] = {}
@@ -137,6 +138,18 @@ class FakeCloud:
         return {
             a: replace(d, snapshot_encrypted={s: (region, s) in keys for s in d.snapshot_ids}) for a, d in found.items()
         }
+
+    def own_images_tagged(self, region: str, key: str) -> dict[str, ImageDetails]:
+        self._call("DescribeImages")
+        return {
+            image.ami_id: image.details()
+            for (r, _), image in self.images.items()
+            if r == region and key in image.tags and image.owner_id == self.account
+        }
+
+    def account_id(self) -> str:
+        self._call("GetCallerIdentity")
+        return self.account
 
     def wait_until_available(
         self, region: str, ami_id: str, *, timeout: float = 900.0, delay: float = 5.0

@@ -5,15 +5,14 @@ from __future__ import annotations
 import difflib
 import io
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import MakeAmi, MotoEndpoint
+from conftest import NOW, MakeAmi
 from fakes import FakeCloud
-from stamp import build
 from stamp.aws import AwsCloud
 from stamp.catalog import Catalog, build_catalog, load_catalog, parse
 from stamp.cli import main
@@ -38,7 +37,6 @@ from stamp.models import Release, ReleaseSource
 from stamp.record import with_release, without_releases
 from stamp.share import parameter_name
 
-NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 REGIONS = ("us-east-1", "eu-west-1")
 WEB_SHARE = ShareSet(accounts=frozenset({"111122223333"}))
 
@@ -514,13 +512,6 @@ def test_a_failed_step_leaves_that_release_as_it_was_and_exits_5(tmp_path: Path)
 
 
 # -- the prune command --------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def cli_aws(moto: MotoEndpoint, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`--cloud aws` reaching the moto server: boto3 reads the endpoint from AWS_ENDPOINT_URL."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto.url)
-    monkeypatch.setattr(build, "utc_now", lambda: NOW)
 
 
 @pytest.mark.integration

@@ -16,7 +16,6 @@ from stamp.catalog import Catalog, load_catalog
 from stamp.cloud import ShareDiff, ShareSet
 from stamp.errors import CatalogError, PolicyError
 from stamp.share import (
-    COPY_SHARED_TAG,
     PublishFailed,
     desired_share,
     parameter_name,
@@ -145,9 +144,17 @@ def test_publish_twice_the_second_run_changes_nothing(
     assert _modify_calls(counts) == {}
     assert second.modify_calls == 0
     assert not second.changes
-    # At most one describe per AMI and region; DescribeImages and GetParameters once per region, and
-    # DescribeSnapshots once per region for the aws/ebs check (moto's DescribeImages does not say `Encrypted`).
-    assert counts == {"DescribeImageAttribute": 4, "DescribeImages": 2, "DescribeSnapshots": 2, "GetParameters": 2}
+    # At most one describe per AMI and region, and one per snapshot (every snapshot is reconciled); DescribeImages
+    # twice per region (the release AMIs, and the account's own stamp AMIs to find images removed from the
+    # catalog), GetParameters once per region, and DescribeSnapshots once per region for the aws/ebs check
+    # (moto's DescribeImages does not say `Encrypted`).
+    assert counts == {
+        "DescribeImageAttribute": 4,
+        "DescribeSnapshotAttribute": 4,
+        "DescribeImages": 4,
+        "DescribeSnapshots": 2,
+        "GetParameters": 2,
+    }
     assert second.lines()[-1] == "publish: changed 0 of 4 AMI-region(s); 0 modify call(s)"
 
 
@@ -237,7 +244,6 @@ def test_copy_accounts_get_snapshot_permissions_and_lose_them_again(
     publish(catalog, aws, None, dry_run=False)
     details = aws.describe_image("us-east-1", web_amis["v2"]["us-east-1"])
     assert details is not None
-    assert details.tags.get(COPY_SHARED_TAG) == "true"
     copy = ShareSet(accounts=frozenset({"555566667777"}))
     assert aws.get_snapshot_permissions("us-east-1", details.snapshot_ids[0]) == copy
     aws.reset_call_counts()
@@ -247,14 +253,29 @@ def test_copy_accounts_get_snapshot_permissions_and_lose_them_again(
     plain = _two_releases(tmp_path, web_amis, web_share={"accounts": ["111122223333"]})
     report = publish(plain, aws, None, dry_run=False)
     assert aws.get_snapshot_permissions("us-east-1", details.snapshot_ids[0]) == ShareSet()
-    again = aws.describe_image("us-east-1", web_amis["v2"]["us-east-1"])
-    assert again is not None
-    assert COPY_SHARED_TAG not in again.tags
     assert f"- snapshot {details.snapshot_ids[0]} account 555566667777" in "\n".join(report.lines())
-    # With no copy accounts and no tag, snapshots are not even looked at.
-    aws.reset_call_counts()
-    publish(plain, aws, None, dry_run=False)
-    assert "DescribeSnapshotAttribute" not in aws.call_counts()
+
+
+def test_snapshot_shared_outside_stamp_is_reverted_by_publish(
+    tmp_path: Path, aws: AwsCloud, web_amis: dict[str, dict[str, str]]
+) -> None:
+    """No copy accounts and no stamp tag: a snapshot made public and shared by hand is still found and reverted."""
+    catalog = _two_releases(tmp_path, web_amis, web_share={"accounts": ["111122223333"]})
+    publish(catalog, aws, None, dry_run=False)
+    for version in ("v1", "v2"):
+        details = aws.describe_image("us-east-1", web_amis[version]["us-east-1"])
+        assert details is not None
+        leak = ShareSet(accounts=frozenset({"999988887777"}), public=True)
+        aws.modify_snapshot_permissions("us-east-1", details.snapshot_ids[0], ShareDiff(add=leak))
+        assert aws.get_snapshot_permissions("us-east-1", details.snapshot_ids[0]) == leak
+    report = publish(catalog, aws, None, dry_run=False)
+    text = "\n".join(report.lines())
+    for version in ("v1", "v2"):
+        details = aws.describe_image("us-east-1", web_amis[version]["us-east-1"])
+        assert details is not None
+        assert aws.get_snapshot_permissions("us-east-1", details.snapshot_ids[0]) == ShareSet()
+        assert f"- snapshot {details.snapshot_ids[0]} account 999988887777" in text
+        assert f"- snapshot {details.snapshot_ids[0]} group all" in text
 
 
 def test_a_deregistered_previous_release_is_noted_not_fatal(
@@ -315,6 +336,7 @@ def test_publish_many_images_with_the_fake(tmp_path: Path) -> None:
     second = publish(catalog, cloud, None, dry_run=False, workers=16)
     assert second.modify_calls == 0
     assert cloud.calls["DescribeImageAttribute"] == 600
-    assert cloud.calls["DescribeImages"] == len(regions)
+    # Per region: the release AMIs in one batch, and the scan for images removed from the catalog.
+    assert cloud.calls["DescribeImages"] == 2 * len(regions)
     # 100 parameter names per region, read ten at a time.
     assert cloud.calls["GetParameters"] == 10 * len(regions)

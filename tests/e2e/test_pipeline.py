@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from stamp import local
 from stamp.aws import AwsCloud
 from stamp.catalog import load_catalog
 from stamp.cli import main
+from stamp.cloud import VERIFIED, VERIFIED_TAG
 from stamp.clouds import Target, target_for
 from stamp.demo import copy_repository
 from stamp.launch import launch_instances
@@ -201,3 +203,72 @@ def test_a_failing_image_test_stops_the_release_before_record_and_publish(pipeli
     amis = json.loads(built)["amis"]
     for region, ami_id in amis.items():
         assert not pipeline.target.cloud.get_launch_permissions(region, ami_id)
+
+
+# -- chain of custody on the local cloud (docs/custody.md) ----------------------------------------------------
+
+
+def _stamp(pipeline: Pipeline, *argv: str) -> int:
+    common = ["--catalog", str(pipeline.catalog_path), "--cloud", "local"]
+    out = [] if argv[0] in ("gc", "publish", "lookup") else ["--out", str(pipeline.workspace / "build")]
+    return main([*argv, *common, *out])
+
+
+def _built_web(pipeline: Pipeline) -> dict[str, str]:
+    assert _stamp(pipeline, "build", "web") == 0
+    assert _stamp(pipeline, "verify", "web") == 0
+    amis: dict[str, str] = json.loads((pipeline.workspace / "build" / "web" / "result.json").read_text())["amis"]
+    for region, ami_id in amis.items():
+        details = pipeline.target.cloud.describe_image(region, ami_id)
+        assert details is not None and details.tags[VERIFIED_TAG] == VERIFIED
+    time.sleep(1.1)  # older than gc's --older-than 1s
+    return amis
+
+
+def test_gc_keeps_a_verified_build_no_catalog_names_and_record_takes_it(
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
+    amis = _built_web(pipeline)
+    capsys.readouterr()
+    assert _stamp(pipeline, "gc", "--older-than", "1s") == 0
+    err = capsys.readouterr().err
+    for region, ami_id in amis.items():
+        assert pipeline.target.cloud.describe_image(region, ami_id) is not None
+        assert f"kept          image           {ami_id}" in err
+    assert "verified build, kept 2w (--keep-verified)" in err
+    assert _stamp(pipeline, "record", "web") == 0
+    assert load_catalog(pipeline.catalog_path).current_release("web").amis == amis  # type: ignore[union-attr]
+
+
+def test_record_refuses_a_verified_build_whose_amis_gc_removed(
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The first-round hole: build, verify, gc, record used to record deleted AMIs that lookup then printed."""
+    before = pipeline.catalog_path.read_bytes()
+    amis = _built_web(pipeline)
+    assert _stamp(pipeline, "gc", "--older-than", "1s", "--keep-verified", "0s") == 0
+    capsys.readouterr()
+    assert _stamp(pipeline, "record", "web") == 6
+    err = capsys.readouterr().err
+    for region, ami_id in amis.items():
+        assert f"{ami_id} in {region}: does not exist" in err
+    assert pipeline.catalog_path.read_bytes() == before
+    assert _stamp(pipeline, "lookup", "web") == 0
+    assert not set(amis.values()) & set(capsys.readouterr().out.split())
+
+
+def test_a_build_from_uncommitted_changes_is_dirty_and_recorded_flagged_locally(pipeline: Pipeline) -> None:
+    script = pipeline.workspace / "images" / "web" / "scripts" / "20-site.sh"
+    original = script.read_text()
+    script.write_text(original + "\n# an uncommitted edit\n")
+    try:
+        _built_web(pipeline)
+    finally:
+        script.write_text(original)
+    result = json.loads((pipeline.workspace / "build" / "web" / "result.json").read_text())
+    assert result["dirty"] is True
+    assert result["dirty_inputs"] == ["images/web/scripts/20-site.sh"]
+    assert _stamp(pipeline, "record", "web") == 0
+    current = load_catalog(pipeline.catalog_path).current_release("web")
+    assert current is not None and current.dirty
+    assert "      dirty: true\n" in pipeline.catalog_path.read_text()

@@ -342,12 +342,14 @@ def test_hostile_bytes_are_refused_cleanly(case: str, guard: Guard) -> None:
     assert_refused(guard.run(["validate", "--catalog", "catalog.yaml"]), 1, *fragments, where=None)
 
 
-def test_a_utf8_byte_order_mark_is_accepted_and_kept_by_record(guard: Guard, tmp_path: Path) -> None:
+def test_a_utf8_byte_order_mark_is_accepted_and_kept_by_record(
+    guard: Guard, tmp_path: Path, trust: Callable[[BuildResult], BuildResult]
+) -> None:
     guard.catalog.write_bytes(b"\xef\xbb\xbf" + CATALOG.encode())
     outcome = guard.run(["lookup", "base", "--region", "eu-west-1"])
     assert (outcome.code, outcome.out, outcome.problems) == (0, "ami-0fedcba9876543210\n", []), outcome.err
     out = tmp_path / "results"
-    write_result(out, _result("web", "web-bom-1"))
+    write_result(out, trust(_result("web", "web-bom-1")))
     assert main(["record", "--out", str(out)]) == 0
     assert guard.catalog.read_bytes().startswith(b"\xef\xbb\xbf" + CATALOG.encode())
     assert stamp.catalog.load_catalog(guard.catalog).current_release("web") is not None
@@ -755,6 +757,26 @@ def _result(image: str, build_id: str, **changes: Any) -> BuildResult:
     return BuildResult.model_validate(fields | changes)
 
 
+@pytest.fixture
+def trust(monkeypatch: pytest.MonkeyPatch) -> Callable[[BuildResult], BuildResult]:
+    """Makes the CLI's cloud one (in memory) where a result's AMIs exist, owned and tagged as `stamp verify`
+    leaves them, so record's cloud checks (tests/test_custody.py) pass and the catalog edit is what is tested."""
+    from fakes import FakeCloud, FakeImage
+    from stamp.cloud import BUILD_ID_TAG, VERIFIED, VERIFIED_TAG
+    from stamp.clouds import Target
+
+    cloud = FakeCloud()
+    monkeypatch.setattr("stamp.cli._target", lambda args, _catalog: Target(args.cloud, cloud))
+
+    def trusted(result: BuildResult) -> BuildResult:
+        for region, ami_id in result.amis.items():
+            tags = {BUILD_ID_TAG: result.build_id, VERIFIED_TAG: VERIFIED}
+            cloud.images[(region, ami_id)] = FakeImage(ami_id, result.build_id, region, tags=tags)
+        return result
+
+    return trusted
+
+
 RECORD_CASES: dict[str, tuple[Callable[[Path], None], int, str]] = {
     "a result that is not JSON": (lambda out: _raw(out, b"{not json"), 1, "not a valid build result"),
     "a result of binary junk": (lambda out: _raw(out, bytes(range(256))), 1, "web/result.json"),
@@ -814,14 +836,17 @@ def test_arguments_that_are_not_images(guard: Guard) -> None:
 
 
 def test_the_guard_sees_side_effects_and_tracebacks(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    trust: Callable[[BuildResult], BuildResult],
 ) -> None:
     """The control: a command that does change the catalog, or raises, is scored bad (on a private scoreboard)."""
     board = Scoreboard()
     repo = make_repo(tmp_path / "repo")
     monkeypatch.chdir(repo)
     guard = Guard(repo, capsys, board)
-    write_result(tmp_path / "out", _result("web", "web-control-1"))
+    write_result(tmp_path / "out", trust(_result("web", "web-control-1")))
     assert guard.run(["record", "--out", str(tmp_path / "out")]).problems == [
         "the catalog changed (bytes or mtime)",
         "files created or changed: ['.catalog.yaml.lock']",

@@ -513,6 +513,22 @@ class AwsCloud:
 
     # -- the janitor -----------------------------------------------------------------------------------
 
+    def own_images_tagged(self, region: str, key: str) -> dict[str, ImageDetails]:
+        found: dict[str, ImageDetails] = {}
+        with self._errors("DescribeImages", region, f"own AMIs tagged {key}"):
+            paginator = self.ec2(region).get_paginator("describe_images")
+            for page in paginator.paginate(Owners=["self"], Filters=[{"Name": "tag-key", "Values": [key]}]):
+                for image in page.get("Images", []):
+                    details = _image_details(image)
+                    found[details.ami_id] = details
+        return found
+
+    def account_id(self) -> str:
+        # STS is global; any region's endpoint answers for the same account.
+        with self._errors("GetCallerIdentity", "us-east-1", "the credentials' account"):
+            answer = self._client("sts", "us-east-1").get_caller_identity()
+        return str(answer["Account"])
+
     def list_tagged(self, region: str, key: str = BUILD_ID_TAG, value: str | None = None) -> list[TaggedResource]:
         tag_filter: FilterTypeDef = (
             {"Name": "tag-key", "Values": [key]} if value is None else {"Name": f"tag:{key}", "Values": [value]}

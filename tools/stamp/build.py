@@ -11,19 +11,20 @@ from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from pathlib import Path
 
-from stamp import gc, local, packer, proc
+from stamp import gc, local, packer, proc, runfiles
+from stamp.buildlock import one_build_at_a_time
 from stamp.catalog import Catalog, Image
-from stamp.cloud import BUILD_ID_TAG, ImageDetails, TaggedResource
+from stamp.cloud import BUILD_ID_TAG, IMAGE_TAG, ImageDetails, TaggedResource
 from stamp.clouds import Target
 from stamp.errors import BuildError, CatalogError, CloudError, StampError, UsageError
 from stamp.local.baseimage import image_exists
 from stamp.models import ReleaseSource
+from stamp.provenance import uncommitted_inputs
 from stamp.render import MANIFEST_FILE, render_image, write_render
 from stamp.results import BuildResult, result_path, write_result
 from stamp.stopping import Stopped, check_stop, is_stopping
 
 UNKNOWN_COMMIT = "0000000"
-IMAGE_TAG = "stamp:image"
 SOURCE_AMI_TAG = "stamp:source-ami"
 
 
@@ -92,6 +93,7 @@ def resolve_source(catalog: Catalog, image: Image, target: Target) -> tuple[str,
     return found.ami_id, ReleaseSource(amis={region: found.ami_id})
 
 
+@one_build_at_a_time  # a second build of the image in this workspace is refused (exit 6): build/<image>/.build.lock
 def build_image(
     catalog: Catalog, name: str, target: Target, *, build_root: Path, build_id: str | None = None
 ) -> BuildResult:
@@ -112,6 +114,10 @@ def build_image(
         if adopted is not None:
             return adopted
     check_stop(name, build_id)
+    # Read before Packer starts: the commit the result names must be what Packer uploads.
+    uncommitted = uncommitted_inputs(catalog, name)
+    if uncommitted:
+        say(f"[{name}] building from uncommitted changes, so the result is marked dirty: " + "; ".join(uncommitted[:5]))
     source_ami, source = resolve_source(catalog, image, target)
     out = build_root / name
     packer_version = packer.detect_version()
@@ -126,6 +132,7 @@ def build_image(
     private_key: Path | None = None
     group_id: str | None = None
     try:
+        key_name, private_key = _import_key_pair(target, image, build_id)
         if target.local is not None:
             clock = time.monotonic()
             container = local.launch(
@@ -134,6 +141,8 @@ def build_image(
                 name=f"stamp-build-{build_id}",
                 ssh_user=image.ssh_username,
                 labels={BUILD_ID_TAG: build_id},
+                # As EC2 installs the key pair: Packer logs in with the build's throwaway key.
+                authorized_keys=[private_key.with_suffix(".pub").read_text(encoding="utf-8")],
             )
             timings["start_instance"] = round(time.monotonic() - clock, 2)
             variables |= {
@@ -144,7 +153,6 @@ def build_image(
                 "poll_max_attempts": "120",
             }
         check_stop(name, build_id)
-        key_name, private_key = _import_key_pair(target, image, build_id, out)
         group_id = _create_security_group(target, image, build_id)
         variables |= {
             "ssh_keypair_name": key_name,
@@ -187,29 +195,29 @@ def build_image(
         finished_at=iso(utc_now()),
         packer_version=".".join(map(str, packer_version)),
         timings=timings,
+        dirty=bool(uncommitted),
+        dirty_inputs=uncommitted,
     )
     write_result(build_root, result)
     say(f"[{name}] built: " + ", ".join(f"{r} {a}" for r, a in amis.items()))
     return result
 
 
-def _import_key_pair(target: Target, image: Image, build_id: str, out: Path) -> tuple[str, Path]:
+def _import_key_pair(target: Target, image: Image, build_id: str) -> tuple[str, Path]:
     """A key pair for Packer's instance, tagged with the build ID as it is created.
 
     Packer 1.6.6 makes its own temporary key pair (`packer_<uuid>`) without any tag, so a killed build would
     leave a key pair nobody can tell apart from others; given `ssh_keypair_name` and `ssh_private_key_file`,
     it makes none. (Recent versions of the amazon plugin tag their temporary key pair with `run_tags`.)
+
+    The private key is the build's own, on either cloud, in a private run directory (tools/stamp/runfiles.py):
+    never under build/, which is collected as an artifact. `_clean_up` removes it; `stamp gc` removes one a
+    killed build left.
     """
     region = image.regions[0]
     key_name = f"stamp-build-{build_id}"
-    if target.local is not None:
-        private_key = target.local.ssh_private_key
-    else:
-        key_dir = (out / "ssh").resolve()
-        key_dir.mkdir(parents=True, exist_ok=True)
-        private_key = key_dir / "id_ed25519"
-        private_key.unlink(missing_ok=True)
-        private_key.with_suffix(".pub").unlink(missing_ok=True)
+    private_key = runfiles.make_run_dir() / "id_ed25519"
+    try:
         try:
             proc.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", key_name, "-f", str(private_key)])
         except proc.ProcessError as exc:
@@ -217,13 +225,10 @@ def _import_key_pair(target: Target, image: Image, build_id: str, out: Path) -> 
                 f"[{image.name}] making the build's SSH key failed: {exc}",
                 hint="install the OpenSSH client (`sudo apt-get install -y openssh-client`), then retry",
             ) from None
-    public_key = private_key.with_suffix(".pub").read_text(encoding="utf-8")
-    try:
+        public_key = private_key.with_suffix(".pub").read_text(encoding="utf-8")
         target.cloud.import_key_pair(region, key_name, public_key, tags=run_tags(image.name, build_id))
     except BaseException:
-        if target.local is None:
-            private_key.unlink(missing_ok=True)
-            private_key.with_suffix(".pub").unlink(missing_ok=True)
+        runfiles.remove_run_dir(private_key.parent)
         raise
     return key_name, private_key
 
@@ -271,15 +276,16 @@ def _clean_up(
         steps.append(
             (f"security group {group_id}", lambda: target.cloud.delete_security_group(image.regions[0], group_id))
         )
-    for what, step in steps:
-        try:
-            step()
-        except StampError as exc:
-            say(f"[{image.name}] could not remove {what}: {exc}; `stamp gc` removes it (it carries the build ID)")
-    if private_key is not None and target.local is None:
-        # The build's own throwaway key: nothing may log in with it once the build is over.
-        private_key.unlink(missing_ok=True)
-        private_key.with_suffix(".pub").unlink(missing_ok=True)
+    try:
+        for what, step in steps:
+            try:
+                step()
+            except StampError as exc:
+                say(f"[{image.name}] could not remove {what}: {exc}; `stamp gc` removes it (it carries the build ID)")
+    finally:
+        if private_key is not None:
+            # The build's throwaway key, with its run directory: nothing may log in with it once the build is over.
+            runfiles.remove_run_dir(private_key.parent)
 
 
 def _remove_containers(cloud: local.LocalCloud, build_id: str) -> None:

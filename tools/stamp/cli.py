@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -158,14 +159,24 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
+    from stamp import runfiles
     from stamp.build import utc_now
     from stamp.gc import collect_garbage, parse_age
 
     catalog = _catalog(args)
     older_than = parse_age(args.older_than) if args.older_than is not None else None
+    # A SIGKILLed run's private keys carry no cloud tag: their run directory names its owner, now gone.
+    for path in runfiles.stale_run_dirs() if args.dry_run else runfiles.remove_stale_run_dirs():
+        say(f"run dir of a process that is gone {'would be removed' if args.dry_run else 'removed'}: {path}")
     target = _target(args, catalog)
     report = collect_garbage(
-        catalog, target.cloud, local_cloud=target.local, older_than=older_than, now=utc_now(), dry_run=args.dry_run
+        catalog,
+        target.cloud,
+        local_cloud=target.local,
+        older_than=older_than,
+        now=utc_now(),
+        dry_run=args.dry_run,
+        keep_verified=parse_age(args.keep_verified, option="--keep-verified"),
     )
     for line in report.lines():
         say(line)
@@ -297,25 +308,39 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from stamp.record import record
-    from stamp.release import ensure_may_record
+    from stamp.release import ensure_may_record, record_confirmed
     from stamp.results import read_result
 
     catalog = _catalog(args)
     names = catalog.select(args.images or [n for n in catalog.images if (Path(args.out) / n).is_dir()])
     results = [read_result(Path(args.out), name) for name in names]
     ensure_may_record(catalog, args.cloud)  # before anything starts: a refusal leaves no local cloud running
-    for release, result in zip(record(catalog.path, results, cloud=args.cloud), results, strict=True):
+    recorded = record_confirmed(catalog.path, results, _target(args, catalog))
+    for release, result in zip(recorded, results, strict=True):
         say(f"recorded {result.image} version {release.version}: " + " ".join(release.amis.values()))
     return 0
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
+    from stamp import revocations
+    from stamp.build import utc_now
     from stamp.share import publish
 
     catalog = _catalog(args)
-    names = catalog.select(args.images or None)
-    report = publish(catalog, _target(args, catalog).cloud, names, dry_run=args.dry_run)
+    catalog.select(args.images or None)  # unknown names are refused before the cloud is asked anything
+    cloud = _target(args, catalog).cloud
+    due = revocations.due(catalog, utc_now())
+    if due and args.dry_run:
+        for image, version, reason in due:
+            say(f"would revoke {image} v{version} (scheduled): {reason}")
+    elif due:
+        for revoked in revocations.apply_due(catalog.path, cloud, utc_now()):
+            for line in revoked.plan.lines():
+                say(line)
+        say("scheduled revocations applied; commit catalog.yaml to record them")
+        catalog = _catalog(args)
+    # Publishing every image (no names) also unshares the images removed from the catalog.
+    report = publish(catalog, cloud, args.images or None, dry_run=args.dry_run)
     show(report, args.format)
     return 0
 
@@ -347,6 +372,7 @@ def cmd_revoke(args: argparse.Namespace) -> int:
             catalog, name, args.version, args.reason, with_descendants=with_descendants, usable=usable
         )
 
+    at = _parse_at(args.at) if args.at is not None else None
     plan = planned(args.with_descendants)
     if plan.left_out and interactive and not args.yes:
         for descendant in plan.left_out:
@@ -365,7 +391,33 @@ def cmd_revoke(args: argparse.Namespace) -> int:
         if not lifecycle.ask("Revoke?", sys.stdin, sys.stderr):
             say("nothing revoked")
             return 1
+    if at is not None:
+        from stamp import revocations
+        from stamp.build import utc_now
+
+        revocations.schedule(catalog.path, plan, at, now=utc_now())
+        say(f"scheduled: the first `stamp publish` at or after {lifecycle.iso(at)} revokes these; commit catalog.yaml")
+        return 0
     report = lifecycle.revoke(catalog.path, cloud, plan, usable=usable)
+    show(report, args.format)
+    return 0
+
+
+def _parse_at(text: str) -> datetime:
+    from stamp.lifecycle import parse_time
+
+    at = parse_time(text)
+    if at is None or "T" not in text:
+        raise UsageError(f"--at {text!r} is not a time", hint="write UTC time as 2026-12-01T09:00:00Z")
+    return at
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from stamp.revocations import restore
+
+    catalog = _catalog(args)
+    name = catalog.select([args.image])[0]
+    report = restore(catalog.path, _target(args, catalog).cloud, name, args.version, args.reason)
     show(report, args.format)
     return 0
 
@@ -469,6 +521,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("gc", cmd_gc, "remove what failed builds left (found by their stamp:build-id tag), in every region")
     p.add_argument("--older-than", metavar="AGE", help="only what is older than AGE (30m, 2h, 1d); default: all")
+    p.add_argument(
+        "--keep-verified",
+        metavar="AGE",
+        default="14d",
+        help="keep AMIs tagged stamp:verified=passed younger than AGE, released or not (default: 14d)",
+    )
     p.add_argument("--dry-run", action="store_true", help="list what would be removed, change nothing")
 
     p = add("verify", cmd_verify, "launch fresh instances of the built image and run its testinfra tests")
@@ -507,6 +565,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", required=True, help="why it is revoked; kept in catalog.yaml")
     p.add_argument("--with-descendants", action="store_true", help="also revoke releases built from it, recursively")
     p.add_argument("--yes", action="store_true", help="do not ask (required when stdin is not a terminal)")
+    p.add_argument(
+        "--at",
+        metavar="TIME",
+        help="schedule it (UTC, 2026-12-01T09:00:00Z): the first `stamp publish` at or after TIME revokes it",
+    )
+    p.add_argument("--format", choices=["text", "json"], default="text")
+
+    p = add("restore", cmd_restore, "undo a revocation: untag the AMIs, make the release launchable again")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("version", metavar="VERSION", type=int)
+    p.add_argument("--reason", required=True, help="why the release is safe again; kept in catalog.yaml")
     p.add_argument("--format", choices=["text", "json"], default="text")
 
     p = add("rollback", cmd_rollback, "make the previous good release current again and republish")

@@ -10,6 +10,17 @@ from typing import Literal, Protocol
 from stamp.errors import CloudError
 
 BUILD_ID_TAG = "stamp:build-id"
+# Every AMI a build registers names its image (the Packer templates' `tags`): how publish finds the AMIs of an
+# image that left the catalog.
+IMAGE_TAG = "stamp:image"
+# Set by `stamp verify` on every AMI of a build whose tests passed; `stamp record` refuses AMIs without it.
+VERIFIED_TAG = "stamp:verified"
+VERIFIED = "passed"
+# Set by `stamp revoke` on every AMI of a revoked release; `stamp publish` refuses to share an AMI that has it,
+# whatever the catalog says, so reverting the catalog does not undo a revocation (docs/custody.md).
+REVOKED_TAG = "stamp:revoked"
+# EC2 tag values hold at most 256 characters.
+TAG_VALUE_MAX = 256
 
 ResourceKind = Literal["instance", "key-pair", "security-group", "image", "snapshot"]
 # Delete order for the janitor: instances hold key pairs and groups; images hold their snapshots.
@@ -173,6 +184,14 @@ class Cloud(Protocol):
 
     def describe_images(self, region: str, ami_ids: Collection[str]) -> dict[str, ImageDetails]:
         """Many AMIs in few calls; IDs that do not exist are absent from the answer."""
+        ...
+
+    def own_images_tagged(self, region: str, key: str) -> dict[str, ImageDetails]:
+        """The account's own AMIs that carry the tag `key`, whatever its value."""
+        ...
+
+    def account_id(self) -> str:
+        """The account the credentials act in (STS GetCallerIdentity, which needs no permission)."""
         ...
 
     def wait_until_available(

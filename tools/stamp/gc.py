@@ -5,14 +5,23 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from stamp import local
 from stamp.catalog import Catalog
-from stamp.cloud import BUILD_ID_TAG, RESOURCE_KINDS, ImageDetails, Instance, MissingResource, TaggedResource
+from stamp.cloud import (
+    BUILD_ID_TAG,
+    RESOURCE_KINDS,
+    VERIFIED,
+    VERIFIED_TAG,
+    ImageDetails,
+    Instance,
+    MissingResource,
+    TaggedResource,
+)
 from stamp.errors import CloudError, UsageError
 
 # What a build makes, and how each carries the build ID (measured with Packer 1.6.6 against moto):
@@ -34,6 +43,9 @@ LOCAL = "local"
 # Security groups cannot be deleted while an instance that uses them still exists; termination takes about a
 # minute on EC2: https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/terminating-instances.html
 TERMINATE_WAIT = 600.0
+# A verified build is kept this long even when no catalog names it: its record may still be on its way (a record
+# pull request waiting for review), and rebuilding and re-verifying costs far more than storing it.
+KEEP_VERIFIED = timedelta(days=14)
 
 
 class JanitorCloud(Protocol):
@@ -120,12 +132,12 @@ def build_id_time(build_id: str) -> datetime | None:
         return None
 
 
-def parse_age(text: str) -> timedelta:
+def parse_age(text: str, *, option: str = "--older-than") -> timedelta:
     """`2h`, `90m`, `1d12h`, `45s`, `2w` → a timedelta; anything else is a usage error."""
     spec = text.strip().lower()
     if not spec or _AGE.sub("", spec):
         raise UsageError(
-            f"--older-than {text!r}: not an age", hint="write a number and a unit: 30m, 2h, 1d12h (s, m, h, d, w)"
+            f"{option} {text!r}: not an age", hint="write a number and a unit: 30m, 2h, 1d12h (s, m, h, d, w)"
         )
     age = timedelta()
     for amount, unit in _AGE.findall(spec):
@@ -143,6 +155,21 @@ def format_age(created_at: datetime | None, now: datetime) -> str:
     if days:
         return f"{days}d{hours:02d}h"
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{rest % 60:02d}s"
+
+
+def format_span(span: timedelta) -> str:
+    """`14d`, `36h`, `90m`: the largest unit that divides the span."""
+    seconds = int(span.total_seconds())
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _verified_and_young(tags: Mapping[str, str], item: Leftover, now: datetime, keep: timedelta) -> bool:
+    if tags.get(VERIFIED_TAG) != VERIFIED:
+        return False
+    return item.created_at is None or now - _aware(item.created_at) < keep
 
 
 def _aware(moment: datetime) -> datetime:
@@ -182,16 +209,20 @@ def find_leftovers(
     now: datetime,
     build_id: str | None = None,
     keep_amis: Collection[str] = (),
+    keep_verified: timedelta = KEEP_VERIFIED,
 ) -> tuple[list[Leftover], list[Kept]]:
     """Tagged resources in `regions` that are garbage, and tagged ones kept (with why).
 
     Garbage carries a non-empty `stamp:build-id` (only `build_id`'s, when given) and is older than `older_than`.
-    Kept whatever its age: an AMI a release names or `keep_amis` holds, and a snapshot any kept AMI uses.
+    Kept whatever its age: an AMI a release names or `keep_amis` holds, and a snapshot any kept AMI uses. Kept
+    while younger than `keep_verified`: an AMI tagged `stamp:verified=passed` (an age it cannot tell keeps it).
     """
     garbage: list[Leftover] = []
     kept: list[Kept] = []
     for region in regions:
-        found = [_leftover(r) for r in cloud.list_tagged(region, BUILD_ID_TAG, build_id)]
+        resources = cloud.list_tagged(region, BUILD_ID_TAG, build_id)
+        resource_tags = {r.resource_id: r.tags for r in resources}
+        found = [_leftover(r) for r in resources]
         candidates: list[Leftover] = []
         for item in found:
             if not item.build_id:
@@ -200,6 +231,10 @@ def find_leftovers(
                 kept.append(Kept(item, f"release {released[item.resource_id]}"))
             elif item.kind == "image" and item.resource_id in keep_amis:
                 kept.append(Kept(item, "adopted by this build"))
+            elif item.kind == "image" and _verified_and_young(
+                resource_tags[item.resource_id], item, now, keep_verified
+            ):
+                kept.append(Kept(item, f"verified build, kept {format_span(keep_verified)} (--keep-verified)"))
             elif older_than is not None and (item.created_at is None or now - _aware(item.created_at) < older_than):
                 kept.append(Kept(item, "age unknown" if item.created_at is None else "younger than --older-than"))
             else:
@@ -348,6 +383,7 @@ def collect_garbage(
     dry_run: bool,
     build_id: str | None = None,
     keep_amis: Collection[str] = (),
+    keep_verified: timedelta = KEEP_VERIFIED,
     sleep: Callable[[float], None] = time.sleep,
 ) -> GcReport:
     """Find and remove build leftovers in every region the catalog names (and the local cloud's containers)."""
@@ -359,6 +395,7 @@ def collect_garbage(
         now=now,
         build_id=build_id,
         keep_amis=keep_amis,
+        keep_verified=keep_verified,
     )
     if local_cloud is not None:
         more, also_kept = find_local_leftovers(local_cloud, older_than=older_than, now=now, build_id=build_id)

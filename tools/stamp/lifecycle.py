@@ -12,7 +12,7 @@ from typing import IO, Any, Literal
 
 from stamp import record as record_module
 from stamp.catalog import Catalog
-from stamp.cloud import Cloud, ImageDetails, ImageUser, MissingResource
+from stamp.cloud import REVOKED_TAG, TAG_VALUE_MAX, Cloud, ImageDetails, ImageUser, MissingResource
 from stamp.errors import CatalogError, CloudError, PolicyError, UsageError
 from stamp.models import Release
 from stamp.share import PublishFailed, PublishReport, parameter_name, publish
@@ -44,7 +44,7 @@ def _newest_first(releases: Iterable[Release]) -> list[Release]:
     return sorted(releases, key=lambda r: r.version, reverse=True)
 
 
-def _age(release: Release) -> tuple[str, int]:
+def age(release: Release) -> tuple[str, int]:
     # When a build started orders releases (an older build recorded late gets a higher version); the
     # version breaks ties.
     return (release.built_at, release.version)
@@ -543,10 +543,10 @@ def next_current(
         for r in catalog.releases.get(image, ())
         if r.status == "previous"
         and r.version not in excluding
-        and (current is None or _age(r) < _age(current))
+        and (current is None or age(r) < age(current))
         and usable(image, r)
     ]
-    return max(candidates, key=_age, default=None)
+    return max(candidates, key=age, default=None)
 
 
 @dataclass(frozen=True)
@@ -691,7 +691,9 @@ def revoke(catalog_path: Path, cloud: Cloud, plan: RevokePlan, *, usable: Usable
         return text
 
     catalog = record_module.edit_catalog(catalog_path, edit, command="stamp revoke")
-    report = _republish(catalog, cloud, plan.images, done=f"{plan.image} v{plan.version} is revoked in the catalog")
+    for revocation in plan.revocations:
+        tag_revoked(cloud, find_release(catalog, revocation.image, revocation.version), revocation.reason)
+    report = republish(catalog, cloud, plan.images, done=f"{plan.image} v{plan.version} is revoked in the catalog")
     deleted: list[tuple[str, str]] = []
     for image, version in plan.new_current:
         if version is not None:
@@ -705,7 +707,15 @@ def revoke(catalog_path: Path, cloud: Cloud, plan: RevokePlan, *, usable: Usable
     return RevokeReport(plan, report, tuple(deleted))
 
 
-def _republish(catalog: Catalog, cloud: Cloud, images: Sequence[str], *, done: str) -> PublishReport:
+def tag_revoked(cloud: Cloud, release: Release, reason: str) -> None:
+    """Tags the release's AMIs `stamp:revoked=<reason>` in every region, so that a revert of catalog.yaml cannot
+    share them again (publish refuses tagged AMIs); an AMI already gone needs no tag."""
+    for region, ami_id in sorted(release.amis.items()):
+        with contextlib.suppress(MissingResource):
+            cloud.create_tags(region, [ami_id], {REVOKED_TAG: reason[:TAG_VALUE_MAX] or "revoked"})
+
+
+def republish(catalog: Catalog, cloud: Cloud, images: Sequence[str], *, done: str) -> PublishReport:
     try:
         return publish(catalog, cloud, images, dry_run=False)
     except PublishFailed as exc:
@@ -771,7 +781,7 @@ def rollback(catalog_path: Path, cloud: Cloud, image: str) -> RollbackReport:
 
     catalog = record_module.edit_catalog(catalog_path, edit, command="stamp rollback")
     current, target = chosen[0]
-    report = _republish(catalog, cloud, [image], done=f"{image} v{target.version} is current in the catalog")
+    report = republish(catalog, cloud, [image], done=f"{image} v{target.version} is current in the catalog")
     return RollbackReport(image, current.version if current else None, target.version, report)
 
 

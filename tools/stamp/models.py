@@ -131,7 +131,11 @@ class Release(Model):
     source: ReleaseSource
     verified: Literal["passed"]
     status: Literal["current", "previous", "deprecated", "revoked"]
-    reason: str | None = Field(default=None, description="Why a release was revoked")
+    reason: str | None = Field(default=None, description="Why a release was revoked (or restored)")
+    revoke_at: Annotated[str, StringConstraints(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")] | None = Field(
+        default=None, description="A scheduled revocation: the first `stamp publish` at or after it applies it"
+    )
+    dirty: Flag = Field(default=False, description="Built from uncommitted changes (local cloud only)")
 
 
 class CatalogFile(Model):

@@ -138,7 +138,7 @@ def plan(
         now = now.replace(tzinfo=UTC)
     found: dict[str, list[Reason]] = {name: [] for name in new.images}
     for name, image in new.images.items():
-        found[name].extend(_definition_reasons(old, new, image))
+        found[name].extend(definition_reasons(old, new, image))
     for name, paths in images_for_paths(new, changed_paths).items():
         found[name].extend(Reason("file_changed", p) for p in paths)
     for name, image in new.images.items():
@@ -182,7 +182,7 @@ def images_for_paths(catalog: Catalog, changed_paths: Iterable[str]) -> dict[str
     return found
 
 
-def _definition_reasons(old: Catalog | None, new: Catalog, image: Image) -> list[Reason]:
+def definition_reasons(old: Catalog | None, new: Catalog, image: Image) -> list[Reason]:
     before = old.images.get(image.name) if old is not None else None
     if old is None or before is None:
         return [Reason("definition_changed", f"images.{image.name} is new")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import re
@@ -94,33 +95,43 @@ def set_status(text: str, image: str, version: int, status: str, reason: str | N
     """Sets one release's status (and reason); making one current turns the other current one `previous`."""
     if status not in _STATUSES:
         raise CatalogError(f"status must be one of {', '.join(_STATUSES)}, not '{status}'")
-    doc = _Releases.find(text)
-    block = doc.image_block(image)
-    items = block.items() if block else []
-    target = next((item for item in items if item.version == version), None)
+    block, target = _release_item(text, image, version)
+    lines = block.lines[:]
+    edits = [target.set_field("status", status)]
+    if status == "current":
+        edits += [i.set_field("status", "previous") for i in block.items() if i.status == "current" and i is not target]
+    for index, line in edits:
+        lines[index] = line
+    text = text[: block.start] + "".join(lines) + text[block.end :]
+    return text if reason is None else set_field(text, image, version, "reason", reason)
+
+
+def set_field(text: str, image: str, version: int, key: str, value: str | None) -> str:
+    """Sets one scalar field of a release to the quoted `value` (a new one goes right after `status`), or with
+    None removes it; every other byte unchanged."""
+    block, target = _release_item(text, image, version)
+    lines = block.lines[:]
+    line = f"{' ' * target.inner}{key}: {_quote(value)}{_Releases.find(text).newline}" if value is not None else None
+    if key in target.fields:
+        index = target.fields[key]
+        # A value stamp did not write may continue on deeper lines: those go too.
+        end = index + 1
+        while end <= target.last_content and _indent(lines[end]) > target.inner:
+            end += 1
+        lines[index:end] = [line] if line is not None else []
+    elif line is not None:
+        lines.insert(target.fields["status"] + 1, line)
+    return text[: block.start] + "".join(lines) + text[block.end :]
+
+
+def _release_item(text: str, image: str, version: int) -> tuple[_ImageBlock, _Item]:
+    block = _Releases.find(text).image_block(image)
+    target = next((item for item in block.items() if item.version == version), None) if block else None
     if block is None or target is None:
         raise CatalogError(
             f"releases.{image} has no version {version}", hint=f"see `stamp lookup {image} --format json`"
         )
-    lines = block.lines[:]
-    edits = [target.set_field("status", status)]
-    if status == "current":
-        edits += [i.set_field("status", "previous") for i in items if i.status == "current" and i is not target]
-    for index, line in edits:
-        lines[index] = line
-    if reason is not None:
-        quoted = _quote(reason)
-        if "reason" in target.fields:
-            index = target.fields["reason"]
-            # A reason stamp did not write may continue on deeper lines: replace those too.
-            end = index + 1
-            while end <= target.last_content and _indent(lines[end]) > target.inner:
-                end += 1
-            lines[index:end] = [f"{' ' * target.inner}reason: {quoted}{doc.newline}"]
-        else:
-            at = target.fields["status"] + 1
-            lines.insert(at, f"{' ' * target.inner}reason: {quoted}{doc.newline}")
-    return text[: block.start] + "".join(lines) + text[block.end :]
+    return block, target
 
 
 def without_releases(text: str, image: str, versions: Collection[int]) -> str:
@@ -429,10 +440,14 @@ def _render(release: Release, dash: int, nl: str) -> str:
         if source.version is not None:
             parts.append(f"version: {source.version}")
         out.append(f"{pad}source: {{{', '.join(parts)}}}{nl}")
+    if release.dirty:
+        out.append(f"{pad}dirty: true{nl}")
     out.append(f"{pad}verified: {release.verified}{nl}")
     out.append(f"{pad}status: {release.status}{nl}")
     if release.reason is not None:
         out.append(f"{pad}reason: {_quote(release.reason)}{nl}")
+    if release.revoke_at is not None:
+        out.append(f"{pad}revoke_at: {_quote(release.revoke_at)}{nl}")
     return "".join(out)
 
 
@@ -525,6 +540,7 @@ def release_from_result(result: BuildResult, catalog: Catalog, *, now: datetime,
             source=result.source,
             verified="passed",
             status="current",
+            dirty=result.dirty,
         )
     except pydantic.ValidationError as exc:
         error = exc.errors()[0]
@@ -698,10 +714,18 @@ def edit_catalog(catalog_path: Path, edit: Callable[[str, Catalog], str], *, com
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    """Temp file in the same folder, fsync, rename over: readers see the old file or the new one, never half."""
+    """Temp file in the same folder, fsync, rename over: readers see the old file or the new one, never half.
+
+    Call with `catalog_lock` held: temp files a killed writer left are removed first (see _remove_stale_temp_files).
+    A write that fails (a full disk, a file-size limit) removes its temp file and becomes one CatalogError.
+    """
     data = text.encode("utf-8")
     mode = stat.S_IMODE(path.stat().st_mode)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _remove_stale_temp_files(path)
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise _write_failed(path, exc) from None
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -710,8 +734,10 @@ def _write_atomically(path: Path, text: str) -> None:
             os.fsync(handle.fileno())
         tmp.chmod(mode)
         tmp.replace(path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _write_failed(path, exc) from None
         raise
     # The rename is durable only once the folder's entry is on disk too.
     folder = os.open(path.parent, os.O_RDONLY)
@@ -719,3 +745,31 @@ def _write_atomically(path: Path, text: str) -> None:
         os.fsync(folder)
     finally:
         os.close(folder)
+
+
+def _remove_stale_temp_files(path: Path) -> None:
+    """Remove the temp files (`.catalog.yaml.XXXXXXXX.tmp`) that writers killed mid-write left beside `path`.
+
+    Only stale ones: every writer holds `catalog_lock` from before it makes its temp file until the rename, so
+    with the lock held no live writer has one. They are git-ignored too (.gitignore), so none gets committed.
+    """
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(path.parent):
+            if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(FileNotFoundError):
+                    Path(entry.path).unlink()
+
+
+def _write_failed(path: Path, exc: OSError) -> CatalogError:
+    """One line for a write that failed: which file, the system's words, that it is intact, and what to do."""
+    reason = exc.strerror or str(exc)
+    code = errno.errorcode.get(exc.errno or 0)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        action = f"free space on the disk holding {path.parent} (or raise the quota)"
+    elif exc.errno == errno.EFBIG:
+        action = "raise the file-size limit (`ulimit -f`) above the catalog's size"
+    else:
+        action = f"check that {path.parent} is writable"
+    what = f"{reason} ({code})" if code else reason
+    return CatalogError(f"cannot write {path}: {what}; it was left unchanged: {action}, then run the command again")

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from stamp.build import build_image
 from stamp.catalog import Catalog, load_catalog
 from stamp.clouds import Target
+from stamp.custody import confirm_custody
 from stamp.errors import PolicyError, VerifyError
 from stamp.layers import Outcome, run_in_layers
-from stamp.record import record
+from stamp.models import Release
+from stamp.record import record, release_from_result
 from stamp.results import BuildResult
 from stamp.share import publish
 from stamp.verify import verify_result
@@ -34,6 +37,20 @@ def ensure_may_record(catalog: Catalog, target: Target | str) -> None:
         )
 
 
+def record_confirmed(catalog_path: Path, results: Sequence[BuildResult], target: Target) -> list[Release]:
+    """`record`, after the cloud confirmed every result not recorded yet (stamp.custody); a refusal writes nothing.
+
+    What the results and the catalog alone can refuse is refused first, without asking the cloud anything.
+    """
+    catalog = load_catalog(catalog_path)
+    recorded = {r.build_id for releases in catalog.releases.values() for r in releases}
+    new = [r for r in results if r.build_id not in recorded]
+    for result in new:
+        release_from_result(result, catalog, now=datetime.now(UTC), cloud=target.kind)
+    confirm_custody(target.cloud, new, cloud_kind=target.kind)
+    return record(catalog_path, results, cloud=target.kind)
+
+
 def release_one(catalog_path: Path, name: str, target: Target, *, build_root: Path) -> BuildResult:
     # Re-read each time: a child builds from the release its parent recorded moments ago.
     catalog = load_catalog(catalog_path)
@@ -44,7 +61,7 @@ def release_one(catalog_path: Path, name: str, target: Target, *, build_root: Pa
             f"image '{name}' failed verification: {', '.join(verdict.failed_tests)}; not recorded, not shared",
             hint=f"JUnit report: {verdict.verify_report}",
         )
-    (release,) = record(catalog_path, [verdict], cloud=target.kind)
+    (release,) = record_confirmed(catalog_path, [verdict], target)
     report = publish(load_catalog(catalog_path), target.cloud, [name], dry_run=False)
     for line in report.lines():
         print(f"[{name}] publish: {line}", file=sys.stderr)

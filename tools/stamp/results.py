@@ -24,6 +24,8 @@ class BuildResult(Model):
     started_at: str = Field(description="UTC, 2026-11-26T15:00:00Z: orders builds, so an older one never wins")
     finished_at: str
     packer_version: str
+    dirty: bool = Field(default=False, description="Built from uncommitted changes to the image's inputs")
+    dirty_inputs: list[str] = Field(default=[], description="What differed from the commit, when dirty")
     verified: Literal["pending", "passed", "failed"] = "pending"
     verify_report: str | None = Field(default=None, description="JUnit XML of the verification, repo-relative")
     failed_tests: list[str] = []

@@ -9,18 +9,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stamp.catalog import Catalog, Image
-from stamp.cloud import Cloud, ImageDetails, KmsKey, Parameter, ShareDiff, ShareSet
+from stamp.cloud import IMAGE_TAG, REVOKED_TAG, Cloud, ImageDetails, KmsKey, Parameter, ShareDiff, ShareSet
 from stamp.errors import CatalogError, CloudError, PolicyError
-from stamp.models import Release
 
 # EC2 refuses more than 1,000 launch-permission entities per AMI and region (an org or OU counts as one):
 # https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/sharingamis-explicit.html
 MAX_SHARE_ENTITIES = 1000
-# Set on an AMI while its snapshots are shared with copy_accounts. Checking snapshot permissions costs one call
-# per snapshot, so stamp looks only at AMIs that want copy access or carry this tag (it comes free with the
-# DescribeImages call publish makes anyway); removing the last copy account still revokes the old grants.
-COPY_SHARED_TAG = "stamp:copy-shared"
 LAUNCHABLE = frozenset({"current", "previous", "deprecated"})
+# The status publish gives the AMIs of an image no longer under `images:`: they lose every permission.
+REMOVED = "removed"
 # The AWS managed key EBS uses when no other key is named. Snapshots encrypted with it cannot be shared, and
 # neither can an AMI backed by them: its key policy cannot be changed to let another account decrypt:
 # https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/sharingamis-explicit.html
@@ -102,7 +99,10 @@ class PublishEntry:
         return not self.launch.empty or any(not d.empty for _, d in self.snapshots) or self.parameter is not None
 
     def lines(self) -> list[str]:
-        out = [f"{self.image} v{self.version} {self.region} {self.ami_id} ({self.status})"]
+        if self.status == REMOVED:
+            out = [f"{self.image} {self.region} {self.ami_id} (image removed from the catalog: unsharing)"]
+        else:
+            out = [f"{self.image} v{self.version} {self.region} {self.ami_id} ({self.status})"]
         if self.missing:
             out.append("  ! the AMI no longer exists in this region; nothing to share")
         out += [f"  {line}" for line in self.launch.lines()]
@@ -149,6 +149,8 @@ class PublishReport:
     entries: tuple[PublishEntry, ...]
     calls: Mapping[str, int] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    # (region, name) of parameters deleted (or, in a dry run, to delete) because their image left the catalog.
+    deleted_parameters: tuple[tuple[str, str], ...] = ()
 
     @property
     def modify_calls(self) -> int:
@@ -161,6 +163,10 @@ class PublishReport:
     def lines(self) -> list[str]:
         """The printable diff, then one summary line."""
         out = [line for entry in self.changes for line in entry.lines()]
+        out += [
+            f"- parameter {name} in {region} (image removed from the catalog)"
+            for region, name in self.deleted_parameters
+        ]
         out += [f"note: {note}" for note in self.notes]
         changed = sum(1 for e in self.entries if e.changed)
         verb = "would change" if self.dry_run else "changed"
@@ -175,6 +181,7 @@ class PublishReport:
             "calls": dict(self.calls),
             "entries": [e.as_dict() for e in self.entries],
             "notes": list(self.notes),
+            "deleted_parameters": [{"region": r, "name": n} for r, n in self.deleted_parameters],
         }
 
 
@@ -206,7 +213,8 @@ class PublishFailed(CloudError):
 @dataclass(frozen=True)
 class _Target:
     image: str
-    release: Release
+    version: int
+    status: str
     region: str
     ami_id: str
     launch: ShareSet
@@ -215,7 +223,7 @@ class _Target:
 
     @property
     def name(self) -> str:
-        return f"{self.image} v{self.release.version} in {self.region}"
+        return f"{self.image} v{self.version} in {self.region}"
 
     @property
     def shared(self) -> bool:
@@ -236,7 +244,11 @@ class _Lookup:
     ready: dict[str, ImageDetails] = field(default_factory=dict)
     parameters: dict[str, Parameter] = field(default_factory=dict)
     missing: list[_Target] = field(default_factory=list)
+    # The AMIs and parameters of images that left the catalog (full publish only).
+    removed: list[_Target] = field(default_factory=list)
+    removed_parameters: list[str] = field(default_factory=list)
     refusals: list[str] = field(default_factory=list)
+    revoked: list[str] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -255,13 +267,20 @@ def publish(
     Current, previous and deprecated releases get the catalog's share; revoked ones get none. Per AMI and
     region that is one DescribeImageAttribute and, only when something differs, one ModifyImageAttribute;
     DescribeImages, DescribeSnapshots and GetParameters are batched per region. The SSM parameter
-    `/stamp/<image>/current` follows the current release and is written only on change.
+    `/stamp/<image>/current` follows the current release and is written only on change. Every snapshot's
+    permissions are read and reconciled. AMIs tagged `stamp:revoked` are refused (PolicyError) unless the
+    catalog has them revoked too.
+
+    Publishing every image (`images` None) also unshares the AMIs of images no longer under `images:` (found by
+    their `stamp:image` tag among the account's own AMIs) and deletes their parameters: one catalog owns the
+    images of its account (docs/custody.md).
 
     Everything is read, in every region, before anything is modified: a refusal (an AMI on the default
     `aws/ebs` key) found in one region leaves every region unchanged. A failure after that (throttling past
     the retry bound, say) stops only the AMI-region it hit; see PublishFailed for what that guarantees.
     """
     names = catalog.select(images)
+    removed_scan = _RemovedScan.of(catalog) if images is None else None
     # Policy first, for every image, so a refused share never leaves a half-published catalog behind.
     shares = {name: desired_share(catalog.images[name], allow_public=catalog.defaults.allow_public) for name in names}
     notes: list[str] = []
@@ -277,7 +296,8 @@ def publish(
                 targets.setdefault(region, []).append(
                     _Target(
                         image=name,
-                        release=release,
+                        version=release.version,
+                        status=release.status,
                         region=region,
                         ami_id=ami_id,
                         launch=shares[name] if launchable else ShareSet(),
@@ -292,8 +312,10 @@ def publish(
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="publish") as pool:
         # Phase 1, regions in parallel, reads only: which AMIs exist (with tags and snapshots), whether their
         # snapshots may be shared at all, and the current parameters.
+        regions = set(targets) | (removed_scan.regions if removed_scan else set())
         futures = {
-            region: pool.submit(_look_up, cloud, region, items, wait_timeout) for region, items in targets.items()
+            region: pool.submit(_look_up, cloud, region, targets.get(region, []), wait_timeout, removed_scan)
+            for region in regions
         }
         lookups: dict[str, _Lookup] = {}
         for region, lookup_future in sorted(futures.items()):
@@ -301,7 +323,16 @@ def publish(
                 lookups[region] = lookup_future.result()
             except CloudError as exc:
                 failures.append(f"{region}: nothing changed in this region: {exc.message}")
-                failed_targets.update((region, t.ami_id) for t in targets[region])
+                failed_targets.update((region, t.ami_id) for t in targets.get(region, []))
+        revoked = sorted(line for lookup in lookups.values() for line in lookup.revoked)
+        if revoked:
+            raise PolicyError(
+                "refusing to share revoked AMIs or point a parameter at them; nothing was changed in any region:\n  "
+                + "\n  ".join(revoked),
+                hint="a revocation outlives a revert of catalog.yaml. If the release is safe again, undo the "
+                "revocation deliberately with `stamp restore IMAGE VERSION --reason TEXT`; otherwise mark it revoked "
+                "in the catalog again (restore catalog.yaml from the revoke commit)",
+            )
         refusals = [line for lookup in lookups.values() for line in lookup.refusals]
         if refusals:
             raise PolicyError(
@@ -319,12 +350,15 @@ def publish(
         work: list[tuple[_Target, Future[_Outcome]]] = []
         for region, lookup in sorted(lookups.items()):
             notes.extend(lookup.notes)
+            for target in lookup.removed:
+                found = lookup.ready[target.ami_id]
+                work.append((target, pool.submit(_reconcile, cloud, target, found, None, dry_run)))
             for target in lookup.missing:
                 outcomes.append(_Outcome(_entry(target, missing=True), Counter()))
-                if target.release.status == "current":
+                if target.status == "current":
                     failures.append(f"{target.name}: the current release's AMI {target.ami_id} does not exist")
                     failed_targets.add((region, target.ami_id))
-            for target in targets[region]:
+            for target in targets.get(region, []):
                 if target.ami_id in lookup.failures:
                     failures.append(f"{target.name}: {lookup.failures[target.ami_id]}")
                     failed_targets.add((region, target.ami_id))
@@ -344,27 +378,73 @@ def publish(
     calls: Counter[str] = Counter()
     for outcome in outcomes:
         calls.update(outcome.calls)
+    deleted: list[tuple[str, str]] = []
+    for region, lookup in sorted(lookups.items()):
+        # After the AMIs were unshared: a consumer that still reads the parameter can no longer launch it.
+        for name in lookup.removed_parameters:
+            if dry_run:
+                deleted.append((region, name))
+                continue
+            try:
+                calls["DeleteParameter"] += 1
+                cloud.delete_parameter(region, name)
+                deleted.append((region, name))
+            except CloudError as exc:
+                failures.append(f"parameter {name} in {region}: {exc.message}")
     order = {name: index for index, name in enumerate(names)}
-    entries = sorted((o.entry for o in outcomes), key=lambda e: (order[e.image], -e.version, e.region))
-    report = PublishReport(dry_run=dry_run, entries=tuple(entries), calls=dict(calls), notes=tuple(notes))
+    entries = sorted(
+        (o.entry for o in outcomes), key=lambda e: (order.get(e.image, len(order)), e.image, -e.version, e.region)
+    )
+    report = PublishReport(
+        dry_run=dry_run,
+        entries=tuple(entries),
+        calls=dict(calls),
+        notes=tuple(notes),
+        deleted_parameters=tuple(deleted),
+    )
     if failures:
-        regions = {
+        applied = {
             region: (sum((region, t.ami_id) not in failed_targets for t in items), len(items))
             for region, items in targets.items()
         }
-        raise PublishFailed(failures, report, regions)
+        raise PublishFailed(failures, report, applied)
     return report
 
 
-def _look_up(cloud: Cloud, region: str, targets: Sequence[_Target], wait_timeout: float) -> _Lookup:
+@dataclass(frozen=True)
+class _RemovedScan:
+    """What a full publish needs to find the images that left the catalog: its image names, the versions its
+    `releases:` still records for the others, and every region either names."""
+
+    images: frozenset[str]
+    versions: Mapping[str, int]
+    parameters: frozenset[str]
+    regions: frozenset[str]
+
+    @classmethod
+    def of(cls, catalog: Catalog) -> _RemovedScan:
+        gone = {name: releases for name, releases in catalog.releases.items() if name not in catalog.images}
+        regions = {region for image in catalog.images.values() for region in image.regions}
+        regions |= {region for releases in catalog.releases.values() for r in releases for region in r.amis}
+        return cls(
+            images=frozenset(catalog.images),
+            versions={ami_id: r.version for releases in gone.values() for r in releases for ami_id in r.amis.values()},
+            parameters=frozenset(parameter_name(name) for name in gone),
+            regions=frozenset(regions),
+        )
+
+
+def _look_up(
+    cloud: Cloud, region: str, targets: Sequence[_Target], wait_timeout: float, removed: _RemovedScan | None
+) -> _Lookup:
     lookup = _Lookup()
     found = cloud.describe_images(region, {t.ami_id for t in targets})
     for target in targets:
         details = found.get(target.ami_id)
-        launchable = target.release.status in LAUNCHABLE
+        launchable = target.status in LAUNCHABLE
         # Wait only where waiting can help: a pending AMI becomes available or failed; a current release's AMI
         # that reads not found may be too new to be visible yet, while an older one is most likely deregistered.
-        if (details is None and target.release.status == "current") or (
+        if (details is None and target.status == "current") or (
             details is not None and details.state == "pending" and launchable
         ):
             try:
@@ -382,11 +462,32 @@ def _look_up(cloud: Cloud, region: str, targets: Sequence[_Target], wait_timeout
             lookup.failures[target.ami_id] = f"AMI {target.ami_id} is {details.state}{reason}; it cannot be shared"
         else:
             lookup.ready[target.ami_id] = details
+            if REVOKED_TAG in details.tags and (target.shared or target.parameter):
+                lookup.revoked.append(
+                    f"{target.name}: AMI {target.ami_id} is tagged {REVOKED_TAG}={details.tags[REVOKED_TAG]!r}, "
+                    f"but the catalog has it {target.status}"
+                )
     _check_encryption(cloud, region, [t for t in targets if t.shared and t.ami_id in lookup.ready], lookup)
     names = {t.parameter for t in targets if t.parameter}
     if names:
         lookup.parameters = cloud.get_parameters(region, names)
+    if removed is not None:
+        _find_removed(cloud, region, removed, lookup)
     return lookup
+
+
+def _find_removed(cloud: Cloud, region: str, scan: _RemovedScan, lookup: _Lookup) -> None:
+    names: set[str] = set(scan.parameters)
+    for ami_id, details in sorted(cloud.own_images_tagged(region, IMAGE_TAG).items()):
+        image = details.tags[IMAGE_TAG]
+        if image in scan.images or details.state != "available":
+            continue
+        target = _Target(image, scan.versions.get(ami_id, 0), REMOVED, region, ami_id, ShareSet(), ShareSet(), None)
+        lookup.removed.append(target)
+        lookup.ready[ami_id] = details
+        names.add(parameter_name(image))
+    if names:
+        lookup.removed_parameters = sorted(cloud.get_parameters(region, names))
 
 
 def _check_encryption(cloud: Cloud, region: str, targets: Sequence[_Target], lookup: _Lookup) -> None:
@@ -444,8 +545,8 @@ def _check_encryption(cloud: Cloud, region: str, targets: Sequence[_Target], loo
 def _entry(target: _Target, **changes: Any) -> PublishEntry:
     return PublishEntry(
         image=target.image,
-        version=target.release.version,
-        status=target.release.status,
+        version=target.version,
+        status=target.status,
         region=target.region,
         ami_id=target.ami_id,
         **changes,
@@ -468,28 +569,21 @@ def _reconcile(
             calls["ModifyImageAttribute"] += 1
         applied["launch"] = launch
 
+        # Every snapshot is read, not only those stamp shared: one made public or shared by hand outside stamp
+        # is found and reverted too (a public snapshot gives away the whole disk).
         snapshots: list[tuple[str, ShareDiff]] = []
-        marked = COPY_SHARED_TAG in details.tags
-        if target.copy or marked:
-            for snapshot_id in details.snapshot_ids:
-                step = f"reading snapshot {snapshot_id}'s permissions"
-                diff = plan_share(cloud.get_snapshot_permissions(region, snapshot_id), target.copy)
-                if diff.empty:
-                    continue
-                if not dry_run:
-                    step = f"changing snapshot {snapshot_id}'s permissions (" + ", ".join(diff.lines()) + ")"
-                    cloud.modify_snapshot_permissions(region, snapshot_id, diff)
-                    # Snapshots take one call per direction (the OperationType form).
-                    calls["ModifySnapshotAttribute"] += int(bool(diff.add)) + int(bool(diff.remove))
-                snapshots.append((snapshot_id, diff))
-                applied["snapshots"] = tuple(snapshots)
-            step = f"tagging the AMI {COPY_SHARED_TAG}"
-            if not dry_run and target.copy and not marked:
-                cloud.create_tags(region, [ami_id], {COPY_SHARED_TAG: "true"})
-                calls["CreateTags"] += 1
-            elif not dry_run and not target.copy and marked:
-                cloud.delete_tags(region, [ami_id], [COPY_SHARED_TAG])
-                calls["DeleteTags"] += 1
+        for snapshot_id in details.snapshot_ids:
+            step = f"reading snapshot {snapshot_id}'s permissions"
+            diff = plan_share(cloud.get_snapshot_permissions(region, snapshot_id), target.copy)
+            if diff.empty:
+                continue
+            if not dry_run:
+                step = f"changing snapshot {snapshot_id}'s permissions (" + ", ".join(diff.lines()) + ")"
+                cloud.modify_snapshot_permissions(region, snapshot_id, diff)
+                # Snapshots take one call per direction (the OperationType form).
+                calls["ModifySnapshotAttribute"] += int(bool(diff.add)) + int(bool(diff.remove))
+            snapshots.append((snapshot_id, diff))
+            applied["snapshots"] = tuple(snapshots)
 
         # The parameter moves only after the AMI is shared, so a consumer that reads it can launch what it names.
         if target.parameter is not None and (parameter is None or parameter.value != ami_id):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from stamp import proc
 from stamp.catalog import Catalog
+from stamp.cloud import VERIFIED, VERIFIED_TAG
 from stamp.errors import CatalogError, VerifyError
 from stamp.results import BuildResult, write_result
 from stamp.stopping import check_stop
@@ -195,6 +196,10 @@ def verify_result(catalog: Catalog, result: BuildResult, target: Target, *, buil
             "timings": result.timings | {"verify": round(time.monotonic() - clock, 2)},
         }
     )
+    if not report.failed:
+        # The tag is what `stamp record` trusts, not result.json, which anyone with the workspace can edit.
+        for region, ami_id in sorted(result.amis.items()):
+            target.cloud.create_tags(region, [ami_id], {VERIFIED_TAG: VERIFIED})
     write_result(build_root, verdict)
     # Stopped while the tests ran: the verdict is kept, but nothing after verification (record, publish) runs.
     check_stop(image.name, result.build_id)
