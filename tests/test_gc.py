@@ -12,10 +12,11 @@ import pytest
 
 from conftest import REPO, MakeAmi
 from fakes import FakeCloud
+from scoreboard import Scoreboard
 from stamp import cli
 from stamp.aws import AwsCloud
 from stamp.build import new_build_id, utc_now
-from stamp.cloud import BUILD_ID_TAG, ImageDetails, Instance, TaggedResource
+from stamp.cloud import BUILD_ID_TAG, VERIFIED, VERIFIED_TAG, ImageDetails, Instance, TaggedResource
 from stamp.clouds import Target
 from stamp.errors import CloudError, UsageError
 from stamp.gc import (
@@ -181,6 +182,30 @@ def test_an_ami_a_release_names_is_kept_with_its_snapshot_even_with_the_build_id
     assert any(
         f"kept          image           {build.ami}" in line and "release web v3" in line for line in report.lines()
     )
+
+
+def test_gc_keeps_verified_builds_no_catalog_names_until_keep_verified(
+    aws: AwsCloud, make_ami: MakeAmi, scoreboard: Scoreboard
+) -> None:
+    """A verified build waiting for its record (a pull request under review) survives the janitor for 14 days."""
+    verified = [_leave(aws, make_ami, region, OLD_BUILD, f"verified-{region}") for region in REGIONS]
+    for region, build in zip(REGIONS, verified, strict=True):
+        aws.create_tags(region, [build.ami], {VERIFIED_TAG: VERIFIED})
+    unverified = _leave(aws, make_ami, "us-east-1", "web-20260101130000-def456", "unverified")
+
+    report = _gc(aws, older_than=timedelta(seconds=0), now=utc_now() + timedelta(days=13))
+
+    lost = [b for region, b in zip(REGIONS, verified, strict=True) if _present(aws, region, b) != {"image", "snapshot"}]
+    scoreboard.add("verified builds at gc", tried=len(verified), bad=len(lost))
+    assert not lost
+    assert _present(aws, "us-east-1", unverified) == set()
+    reasons = {k.leftover.resource_id: k.reason for k in report.kept}
+    assert reasons[verified[0].ami] == "verified build, kept 2w (--keep-verified)"
+    assert reasons[verified[0].snapshot] == f"used by AMI {verified[0].ami}"
+
+    # Past --keep-verified it is garbage like any other leftover.
+    _gc(aws, older_than=timedelta(seconds=0), now=utc_now() + timedelta(days=15))
+    assert all(_present(aws, region, b) == set() for region, b in zip(REGIONS, verified, strict=True))
 
 
 def test_older_than_uses_creation_times_and_the_build_id_for_key_pairs_and_groups(

@@ -9,21 +9,23 @@ from pathlib import Path
 
 from test_hostile import CATALOG, make_repo
 
+from conftest import MakeAmi, MotoEndpoint
 from scoreboard import Scoreboard
 from stamp.catalog import load_catalog
+from stamp.cloud import BUILD_ID_TAG, VERIFIED, VERIFIED_TAG
 from stamp.results import BuildResult, write_result
 
 WRITERS = 10
 
 
-def _result(index: int) -> BuildResult:
+def _result(index: int, amis: dict[str, str]) -> BuildResult:
     # Start times in a scrambled order, so the newest build is not always the last one to finish recording.
     minute = (index * 7) % WRITERS
     return BuildResult(
         image="web",
         build_id=f"web-par-{index}",
         cloud="aws",
-        amis={"us-east-1": f"ami-0{index:016x}", "eu-west-1": f"ami-1{index:016x}"},
+        amis=amis,
         source={"image": "base", "version": 1},
         commit=f"{index:02d}a1b2c3d4",
         started_at=f"2026-11-21T15:{minute:02d}:00Z",
@@ -33,15 +35,21 @@ def _result(index: int) -> BuildResult:
     )
 
 
-def test_concurrent_record_processes_lose_no_update(tmp_path: Path, scoreboard: Scoreboard) -> None:
+def test_concurrent_record_processes_lose_no_update(
+    tmp_path: Path, scoreboard: Scoreboard, make_ami: MakeAmi, moto: MotoEndpoint
+) -> None:
     repo = make_repo(tmp_path / "repo")
     catalog = repo / "catalog.yaml"
     prefix = CATALOG[: CATALOG.index("releases:")]
     outs = []
     for index in range(WRITERS):
+        # Verified AMIs in the moto server, so record's cloud checks (tests/test_custody.py) pass.
+        tags = {BUILD_ID_TAG: f"web-par-{index}", VERIFIED_TAG: VERIFIED}
+        amis = {region: make_ami(region, f"web-par-{index}", tags) for region in ("us-east-1", "eu-west-1")}
         out = tmp_path / f"out-{index}"
-        write_result(out, _result(index))
+        write_result(out, _result(index, amis))
         outs.append(out)
+    env = os.environ | {"AWS_ENDPOINT_URL": moto.url}
     # All ten start before any finishes: each loads the catalog, then waits for the lock to write.
     writers = [
         subprocess.Popen(
@@ -50,6 +58,7 @@ def test_concurrent_record_processes_lose_no_update(tmp_path: Path, scoreboard: 
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env=env,
         )
         for out in outs
     ]
