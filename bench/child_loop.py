@@ -13,12 +13,13 @@ import time
 from pathlib import Path
 
 from stamp import local
-from stamp.build import build_image
-from stamp.catalog import load_catalog
-from stamp.clouds import target_for
-from stamp.demo import copy_repository
-from stamp.release import WORKSPACE_MARKER, release_images
-from stamp.verify import verify_result
+from stamp.catalog.load import load_catalog
+from stamp.commands.build import build_image
+from stamp.commands.demo import copy_repository
+from stamp.commands.record import WORKSPACE_MARKER
+from stamp.commands.release import release_images
+from stamp.commands.verify import verify_result
+from stamp.hosts.target import target_for
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_SECONDS = 30.0

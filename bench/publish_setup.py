@@ -15,9 +15,9 @@ from typing import Any
 
 import boto3
 
-from stamp import proc
-from stamp.aws import AwsCloud
-from stamp.catalog import Catalog, load_catalog
+from stamp.catalog.load import Catalog, load_catalog
+from stamp.cloud.aws import AwsCloud
+from stamp.drivers import proc
 from stamp.local.cloud import moto_answers
 
 ORG = "arn:aws:organizations::111122223333:organization/o-exampleorg1"

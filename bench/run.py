@@ -17,12 +17,12 @@ import publish_setup
 import yaml
 from gen_catalog import REGIONS, generate_catalog
 
-from stamp.catalog import load_catalog
-from stamp.models import ReleaseSource
-from stamp.plan import Plan, plan
-from stamp.record import record
-from stamp.results import BuildResult
-from stamp.share import publish
+from stamp.catalog.load import load_catalog
+from stamp.catalog.models import ReleaseSource
+from stamp.catalog.results import BuildResult
+from stamp.cloud.sharing import publish
+from stamp.commands.plan import Plan, plan
+from stamp.commands.record import record
 
 ROUNDS = 3
 # The benchmark catalog: 1,000 images, 10 releases each in 20 regions, about 11 MB.

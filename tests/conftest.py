@@ -12,7 +12,8 @@ import pytest
 
 from fakes import FakeCloud
 from scoreboard import ROWS, Scoreboard
-from stamp.aws import AwsCloud
+from stamp import clock
+from stamp.cloud.aws import AwsCloud
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -57,17 +58,15 @@ def moto(moto_server: MotoEndpoint, monkeypatch: pytest.MonkeyPatch) -> Iterator
     yield moto_server
 
 
-# The time every test that fixes the clock reads from `stamp.build.utc_now`.
+# The time every test that fixes the clock reads from `stamp.clock.utc_now`.
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
 def cli_aws(moto: MotoEndpoint, monkeypatch: pytest.MonkeyPatch) -> None:
     """`--cloud aws` reaching the moto server: boto3 reads the endpoint from AWS_ENDPOINT_URL; the clock is NOW."""
-    from stamp import build
-
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto.url)
-    monkeypatch.setattr(build, "utc_now", lambda: NOW)
+    monkeypatch.setattr(clock, "utc_now", lambda: NOW)
 
 
 @pytest.fixture

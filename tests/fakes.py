@@ -10,15 +10,13 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from stamp.cloud import (
-    BUILD_ID_TAG,
+from stamp.cloud.protocol import (
     ImageDetails,
     ImageSummary,
     ImageUser,
     Instance,
     KeyPair,
     KmsKey,
-    MissingResource,
     Parameter,
     ParameterUpdate,
     ShareDiff,
@@ -26,7 +24,8 @@ from stamp.cloud import (
     SnapshotDetails,
     TaggedResource,
 )
-from stamp.errors import CloudError
+from stamp.errors import CloudError, MissingResource
+from stamp.tags import BUILD_ID_TAG
 
 
 @dataclass

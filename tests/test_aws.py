@@ -14,9 +14,9 @@ from moto.ec2.models import ec2_backends
 
 from conftest import REPO, MakeAmi, MotoEndpoint
 from fakes import FakeCloud
-from stamp.aws import AwsCloud
-from stamp.cloud import Cloud, ImageDetails, MissingResource, ShareDiff, ShareSet
-from stamp.errors import CloudError
+from stamp.cloud.aws import AwsCloud
+from stamp.cloud.protocol import Cloud, ImageDetails, ShareDiff, ShareSet
+from stamp.errors import CloudError, MissingResource
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
@@ -48,7 +48,7 @@ def test_boto3_is_imported_only_by_aws_py() -> None:
             )
             if any(n == "boto3" or n.startswith(("boto3.", "botocore")) for n in names):
                 importers.append(path.relative_to(REPO).as_posix())
-    assert sorted(set(importers)) == ["tools/stamp/aws.py"]
+    assert sorted(set(importers)) == ["tools/stamp/cloud/aws.py"]
 
 
 def test_clients_are_built_lazily_once_per_service_and_region(moto: MotoEndpoint) -> None:
@@ -322,7 +322,7 @@ def test_reset_call_counts(aws: AwsCloud) -> None:
 
 
 def test_the_module_builds_no_client_at_import() -> None:
-    module = ast.parse((REPO / "tools" / "stamp" / "aws.py").read_text(encoding="utf-8"))
+    module = ast.parse((REPO / "tools" / "stamp" / "cloud" / "aws.py").read_text(encoding="utf-8"))
     top_level = [s for s in module.body if not isinstance(s, (ast.FunctionDef, ast.ClassDef))]
     made = [
         ast.unparse(node)

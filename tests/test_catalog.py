@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stamp.catalog import load_catalog
+from stamp.catalog.load import load_catalog
 from stamp.cli import main
 from stamp.errors import CatalogProblems
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from stamp.catalog import Image
-from stamp.changes import catalog_at, changed_paths, plan_between
+from stamp.catalog.load import Image
+from stamp.commands.plan import Plan, PublishOnly, Reason, SourceLookup, plan_between
+from stamp.drivers.git import catalog_at, changed_paths
+from stamp.drivers.proc import run
 from stamp.errors import CatalogError, CatalogProblems
-from stamp.plan import Plan, PublishOnly, Reason, SourceLookup
-from stamp.proc import run
 
 pytestmark = pytest.mark.integration
 

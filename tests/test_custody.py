@@ -10,16 +10,18 @@ import pytest
 from conftest import NOW, MakeAmi
 from fakes import FakeCloud
 from scoreboard import Scoreboard
-from stamp.aws import AwsCloud
-from stamp.catalog import load_catalog
+from stamp import clock
+from stamp.catalog.load import load_catalog
+from stamp.catalog.models import ReleaseSource
+from stamp.catalog.results import BuildResult, write_result
 from stamp.cli import main
-from stamp.cloud import BUILD_ID_TAG, IMAGE_TAG, REVOKED_TAG, VERIFIED, VERIFIED_TAG, ShareDiff, ShareSet
-from stamp.custody import confirm_custody
+from stamp.clock import iso
+from stamp.cloud.aws import AwsCloud
+from stamp.cloud.protocol import ShareDiff, ShareSet
+from stamp.cloud.sharing import parameter_name
+from stamp.commands.record import confirm_custody
 from stamp.errors import PolicyError
-from stamp.lifecycle import iso
-from stamp.models import ReleaseSource
-from stamp.results import BuildResult, write_result
-from stamp.share import parameter_name
+from stamp.tags import BUILD_ID_TAG, IMAGE_TAG, REVOKED_TAG, VERIFIED, VERIFIED_TAG
 from test_lifecycle import REGIONS, WEB_SHARE, _amis, _published, _statuses
 
 pytestmark = pytest.mark.integration
@@ -222,8 +224,6 @@ def test_scheduled_revocation_is_applied_by_the_first_publish_after_its_time(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from stamp import build
-
     path, amis = _published(tmp_path, aws, make_ami, {1: "previous", 2: "current"})
     at = iso(NOW + timedelta(hours=2))
     argv = ["revoke", "web", "2", "--reason", "EOL", "--yes", "--at", at, "--catalog", str(path)]
@@ -235,7 +235,7 @@ def test_scheduled_revocation_is_applied_by_the_first_publish_after_its_time(
     assert main(["publish", "--catalog", str(path)]) == 0  # before the time: nothing happens
     assert aws.get_launch_permissions("us-east-1", amis[2]["us-east-1"]) == WEB_SHARE
 
-    monkeypatch.setattr(build, "utc_now", lambda: NOW + timedelta(hours=2))
+    monkeypatch.setattr(clock, "utc_now", lambda: NOW + timedelta(hours=2))
     capsys.readouterr()
     assert main(["publish", "--dry-run", "--catalog", str(path)]) == 0
     assert "would revoke web v2 (scheduled): EOL" in capsys.readouterr().err

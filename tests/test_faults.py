@@ -18,20 +18,20 @@ from typing import Any
 
 import pytest
 
-import stamp.build
-import stamp.clouds
+import stamp.commands.build
+import stamp.hosts.target
 import stamp.local
 import stamp.local.instances
 from conftest import REPO
 from fakes import FakeCloud
-from stamp.buildlock import lock_path
+from stamp.catalog.results import BuildResult, write_result
 from stamp.cli import main
-from stamp.cloud import BUILD_ID_TAG, VERIFIED, VERIFIED_TAG
-from stamp.clouds import CloudKind, Target
+from stamp.drivers.buildlock import lock_path
 from stamp.errors import BuildError
+from stamp.hosts.target import CloudKind, Target
 from stamp.local import cloud as local_cloud
 from stamp.local.engine import Engine
-from stamp.results import BuildResult, write_result
+from stamp.tags import BUILD_ID_TAG, VERIFIED, VERIFIED_TAG
 
 TESTS = Path(__file__).resolve().parent
 BASE_AMIS = {"us-east-1": "ami-0123456789abcdef0", "eu-west-1": "ami-0fedcba9876543210"}
@@ -92,7 +92,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeCloud:
     def target_for(kind: CloudKind, catalog: Any) -> Target:
         return Target(kind, cloud)
 
-    monkeypatch.setattr(stamp.clouds, "target_for", target_for)
+    monkeypatch.setattr(stamp.hosts.target, "target_for", target_for)
     return cloud
 
 
@@ -137,8 +137,8 @@ CHILD = """\
 import json, os, resource, signal, sys
 sys.path.insert(0, {tests!r})
 from fakes import FakeCloud
-import stamp.clouds
-from stamp.cloud import BUILD_ID_TAG, VERIFIED, VERIFIED_TAG
+import stamp.hosts.target
+from stamp.tags import BUILD_ID_TAG, VERIFIED, VERIFIED_TAG
 from stamp.cli import main
 
 result = json.load(open({result!r}))
@@ -146,7 +146,7 @@ cloud = FakeCloud()
 tags = {{BUILD_ID_TAG: result["build_id"], VERIFIED_TAG: VERIFIED}}
 for region, ami_id in result["amis"].items():
     cloud.add_image(region, "web", ami_id=ami_id, tags=tags)
-stamp.clouds.target_for = lambda kind, catalog: stamp.clouds.Target(kind, cloud)
+stamp.hosts.target.target_for = lambda kind, catalog: stamp.hosts.target.Target(kind, cloud)
 {setup}
 sys.exit(main({argv!r}))
 """
@@ -341,7 +341,7 @@ def no_engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[list[
     monkeypatch.setattr(local_cloud, "_tie_seeds", lambda engine, base, ami_ids: None)
     monkeypatch.setattr(local_cloud, "ensure_ssh_key", lambda root: (keys / "id", keys / "id.pub", keys / "config"))
     monkeypatch.setattr(stamp.local, "list_instances", lambda cloud, *args: [])
-    monkeypatch.setattr(stamp.local.instances, "remove_containers", lambda engine, cloud_id: None)
+    monkeypatch.setattr(stamp.local.cloud, "remove_containers", lambda engine, cloud_id: None)
     yield started
     for line in started:
         pid = int(line.split()[1])
@@ -453,7 +453,7 @@ def _past_the_lock(*args: Any, **kwargs: Any) -> Any:
 def test_a_second_build_of_the_same_image_exits_6_build_in_progress(
     repo: Path, fake: FakeCloud, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(stamp.build, "resolve_source", _past_the_lock)
+    monkeypatch.setattr(stamp.commands.build, "resolve_source", _past_the_lock)
     lock = lock_path(repo / "build", "web")
     lock.parent.mkdir(parents=True)
     holder = subprocess.Popen(
@@ -487,7 +487,7 @@ def test_a_second_build_of_the_same_image_exits_6_build_in_progress(
 def test_a_second_build_in_the_same_process_is_refused_too(
     repo: Path, fake: FakeCloud, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(stamp.build, "resolve_source", _past_the_lock)
+    monkeypatch.setattr(stamp.commands.build, "resolve_source", _past_the_lock)
     lock = lock_path(repo / "build", "web")
     lock.parent.mkdir(parents=True)
     with lock.open("a") as held:

@@ -14,19 +14,14 @@ from conftest import REPO, MakeAmi
 from fakes import FakeCloud
 from scoreboard import Scoreboard
 from stamp import cli
-from stamp.aws import AwsCloud
-from stamp.build import new_build_id, utc_now
-from stamp.cloud import BUILD_ID_TAG, VERIFIED, VERIFIED_TAG, ImageDetails, Instance, TaggedResource
-from stamp.clouds import Target
+from stamp.clock import utc_now
+from stamp.cloud.aws import AwsCloud
+from stamp.cloud.protocol import ImageDetails, Instance, TaggedResource
+from stamp.commands.build import new_build_id
+from stamp.commands.gc import GcReport, build_id_time, find_leftovers, format_age, parse_age, remove_leftovers
 from stamp.errors import CloudError, UsageError
-from stamp.gc import (
-    GcReport,
-    build_id_time,
-    find_leftovers,
-    format_age,
-    parse_age,
-    remove_leftovers,
-)
+from stamp.hosts.target import Target
+from stamp.tags import BUILD_ID_TAG, VERIFIED, VERIFIED_TAG
 
 REGIONS = ("us-east-1", "eu-west-1")
 OLD_BUILD = "web-20260101120000-abc123"
@@ -334,7 +329,7 @@ def test_stamp_gc_prints_one_line_per_resource_and_a_count_and_keeps_releases(
     released = _leave(aws, make_ami, "us-east-1", "base-20261101000000-aaaaaa", "released")
     leftover = _leave(aws, make_ami, "eu-west-1", OLD_BUILD, "leftover")
     catalog = _catalog_with_release(tmp_path, released.ami)
-    monkeypatch.setattr("stamp.clouds.target_for", lambda kind, catalog: Target("aws", aws))
+    monkeypatch.setattr("stamp.hosts.target.target_for", lambda kind, catalog: Target("aws", aws))
 
     assert cli.main(["gc", "--catalog", str(catalog), "--older-than", "2h", "--dry-run"]) == 0
     dry = capsys.readouterr().err.splitlines()

@@ -13,29 +13,19 @@ import pytest
 
 from conftest import NOW, MakeAmi
 from fakes import FakeCloud
-from stamp.aws import AwsCloud
-from stamp.catalog import Catalog, build_catalog, load_catalog, parse
+from stamp.catalog.edit import with_release, without_releases
+from stamp.catalog.load import Catalog, build_catalog, load_catalog, parse
+from stamp.catalog.models import Release, ReleaseSource
 from stamp.cli import main
-from stamp.cloud import ImageUser, MissingResource, ShareSet
-from stamp.errors import CatalogError, CloudError, PolicyError
-from stamp.lifecycle import (
-    DEPRECATED_AT_TAG,
-    AmiState,
-    Usage,
-    find_descendants,
-    iso,
-    next_current,
-    plan_prune,
-    plan_revoke,
-    plan_rollback,
-    prune,
-    retained_versions,
-    revoke,
-    rollback,
-)
-from stamp.models import Release, ReleaseSource
-from stamp.record import with_release, without_releases
-from stamp.share import parameter_name
+from stamp.clock import iso
+from stamp.cloud.aws import AwsCloud
+from stamp.cloud.protocol import ImageUser, ShareSet
+from stamp.cloud.sharing import parameter_name
+from stamp.commands.prune import AmiState, Usage, plan_prune, prune, retained_versions
+from stamp.commands.revoke import find_descendants, next_current, plan_revoke, revoke
+from stamp.commands.rollback import plan_rollback, rollback
+from stamp.errors import CatalogError, CloudError, MissingResource, PolicyError
+from stamp.tags import DEPRECATED_AT_TAG
 
 REGIONS = ("us-east-1", "eu-west-1")
 WEB_SHARE = ShareSet(accounts=frozenset({"111122223333"}))
@@ -634,7 +624,7 @@ def _published(tmp_path: Path, aws: AwsCloud, make_ami: MakeAmi, statuses: dict[
     """`web` releases with fresh AMIs, published (shared, parameter set) as a release would leave them."""
     amis = {v: _amis(make_ami, "web", v) for v in statuses}
     path = _write(tmp_path, {"web": [_release(v, amis[v], s) for v, s in statuses.items()]})
-    from stamp.share import publish
+    from stamp.cloud.sharing import publish
 
     publish(load_catalog(path, check_files=False), aws, None, dry_run=False)
     return path, amis

@@ -10,7 +10,7 @@ import boto3
 import pytest
 from mypy_boto3_ec2 import EC2Client
 
-from stamp import proc
+from stamp.drivers import proc
 from stamp.errors import CloudError
 from stamp.local import (
     Instance,
@@ -25,7 +25,8 @@ from stamp.local import (
     terminate,
     up,
 )
-from stamp.local.cloud import CLOUD_LABEL, _pid_alive
+from stamp.local.cloud import _pid_alive
+from stamp.local.containers import CLOUD_LABEL
 from stamp.local.instances import ssh_command
 
 pytestmark = pytest.mark.e2e

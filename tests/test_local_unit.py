@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from stamp.drivers.ssh import ssh_config_text
 from stamp.errors import BuildError, CatalogError
 from stamp.local import LocalCloud, SeedImage, aws_env, container_image_for, seed_ami_id
 from stamp.local.baseimage import INIT_SCRIPT, USER_DATA_UNIT, customize_hook
@@ -21,7 +22,6 @@ from stamp.local.sources import (
     parse_one_line,
     read_apt_sources,
 )
-from stamp.ssh import ssh_config_text
 
 SEED = SeedImage(
     name="debian-12-amd64-20261101-1234",

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from stamp import packer
+from stamp.drivers import packer
+from stamp.drivers.hcl import PLUGINS_FILE
 from stamp.errors import BuildError
-from stamp.render import PLUGINS_FILE
 
 HERE = Path(__file__).parent
 GOLDEN = HERE / "golden"

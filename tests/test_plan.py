@@ -7,8 +7,8 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from stamp.catalog import Catalog, Image, build_catalog, parse
-from stamp.plan import (
+from stamp.catalog.load import Catalog, Image, build_catalog, parse
+from stamp.commands.plan import (
     MARKDOWN_MARKER,
     ImagePlan,
     Plan,

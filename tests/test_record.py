@@ -15,12 +15,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import REPO
-from stamp import record as record_module
-from stamp.catalog import Catalog, build_catalog, load_catalog, parse
+from stamp.catalog.edit import set_status, with_release
+from stamp.catalog.load import Catalog, build_catalog, load_catalog, parse
+from stamp.catalog.models import Release, ReleaseSource
+from stamp.catalog.results import BuildResult
+from stamp.catalog.store import lock_path
+from stamp.commands import record as record_command
+from stamp.commands.record import record, release_from_result
 from stamp.errors import CatalogError
-from stamp.models import Release, ReleaseSource
-from stamp.record import lock_path, record, release_from_result, set_status, with_release
-from stamp.results import BuildResult
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 AMIS = {"us-east-1": "ami-0123456789abcdef0", "eu-west-1": "ami-0fedcba9876543210"}
@@ -459,7 +461,7 @@ def test_an_unverified_result_is_refused_and_the_file_untouched(catalog_file: Pa
 
 def test_a_bad_edit_never_lands(catalog_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     before = catalog_file.read_bytes()
-    monkeypatch.setattr(record_module, "with_release", lambda text, image, release: text + "  web: [oops\n")
+    monkeypatch.setattr(record_command, "with_release", lambda text, image, release: text + "  web: [oops\n")
     with pytest.raises(CatalogError, match="would write an invalid catalog"):
         record(catalog_file, [_result()], now=NOW)
     assert catalog_file.read_bytes() == before

@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 
-from stamp import catalog as catalog_module
-from stamp import record as record_module
+from stamp.catalog import edit as catalog_edit
+from stamp.catalog import load as catalog_module
+from stamp.catalog.models import Release
+from stamp.catalog.results import BuildResult
+from stamp.commands import record as record_command
+from stamp.commands.record import record
 from stamp.errors import CatalogError, CatalogProblems
-from stamp.models import Release
-from stamp.record import record
-from stamp.results import BuildResult
 
 NOW = datetime(2026, 11, 26, 16, tzinfo=UTC)
 REGIONS = ("us-east-1", "eu-west-1")
@@ -103,14 +104,14 @@ def test_record_never_parses_the_other_images_releases(catalog_file: Path, monke
 
 
 def test_an_edit_that_strays_outside_its_block_is_refused(catalog_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with_release = record_module.with_release
+    with_release = catalog_edit.with_release
 
     def sloppy(text: str, image: str, release: Release) -> str:
         # Still valid YAML, so only the confinement check can tell: app-00's and app-01's v3 AMIs changed too.
         edited = with_release(text, image, release)
         return edited.replace("ami-00000000000000003", "ami-0ffffffffffffffff", 3)
 
-    monkeypatch.setattr(record_module, "with_release", sloppy)
+    monkeypatch.setattr(record_command, "with_release", sloppy)
     before = catalog_file.read_bytes()
     with pytest.raises(CatalogError, match=r"would change lines outside releases\.web; .* was left unchanged"):
         record(catalog_file, [_result()], now=NOW)

@@ -30,10 +30,10 @@ import hcl2
 import jinja2.meta
 import pytest
 
-from stamp import packer
-from stamp.catalog import Catalog, load_catalog
-from stamp.errors import CatalogError, CatalogProblems
-from stamp.render import (
+from stamp.catalog.load import Catalog, load_catalog
+from stamp.commands.validate import VALIDATE_ENV
+from stamp.drivers import packer
+from stamp.drivers.hcl import (
     BUILD_VARIABLES,
     FINALIZE_FILE,
     HCL_FILE,
@@ -46,7 +46,7 @@ from stamp.render import (
     template_environment,
     write_render,
 )
-from stamp.validate import VALIDATE_ENV
+from stamp.errors import CatalogError, CatalogProblems
 
 HERE = Path(__file__).parent
 FIXTURE = HERE / "fixtures" / "render" / "catalog.yaml"

@@ -19,17 +19,20 @@ import pytest
 
 from conftest import REPO, MakeAmi
 from fakes import FakeCloud
-from stamp import cli, local, packer, runfiles, verify
-from stamp.aws import AwsCloud
-from stamp.build import build_image
-from stamp.catalog import load_catalog
-from stamp.clouds import Target, target_for
+from stamp import cli, local
+from stamp.catalog.load import load_catalog
+from stamp.cloud.aws import AwsCloud
+from stamp.commands import verify
+from stamp.commands.build import build_image
+from stamp.commands.verify import launched
+from stamp.drivers import packer, runfiles
+from stamp.drivers.ssh import ssh_config_text
 from stamp.errors import BuildError, CloudError
-from stamp.launchers import AwsLauncher, LocalLauncher, launcher_for
+from stamp.hosts.base import Host
+from stamp.hosts.launchers import AwsLauncher, LocalLauncher, launcher_for
+from stamp.hosts.target import Target, target_for
 from stamp.local.cloud import ensure_ssh_key
 from stamp.local.instances import Instance
-from stamp.ssh import ssh_config_text
-from stamp.verify import Host, launched
 
 VENDOR_OWNER = "136693071363"
 
@@ -107,7 +110,7 @@ def test_a_sigterm_to_the_cli_removes_the_run_dir_and_so_does_a_normal_exit_with
     sigtermed = _child(
         """
         import time
-        from stamp import runfiles
+        from stamp.drivers import runfiles
         from stamp.cli import _sigterm_raises
         with _sigterm_raises(), runfiles.run_dir() as path:
             (path / "id_ed25519").write_text("secret")
@@ -122,7 +125,7 @@ def test_a_sigterm_to_the_cli_removes_the_run_dir_and_so_does_a_normal_exit_with
     assert sigtermed.wait(timeout=30) != 0
     assert not made.exists()
 
-    forgotten = _child("from stamp import runfiles\nprint(runfiles.make_run_dir(), flush=True)\n")
+    forgotten = _child("from stamp.drivers import runfiles\nprint(runfiles.make_run_dir(), flush=True)\n")
     assert forgotten.stdout is not None
     left = Path(forgotten.stdout.readline().strip())
     assert forgotten.wait(timeout=30) == 0
@@ -137,7 +140,7 @@ def _killed_run_dir() -> Path:
     child = _child(
         """
         import time
-        from stamp import runfiles
+        from stamp.drivers import runfiles
         path = runfiles.make_run_dir()
         (path / "id_ed25519").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\\n")
         print(path, flush=True)
@@ -161,7 +164,7 @@ def test_stamp_gc_removes_the_run_dirs_of_killed_processes_and_keeps_live_ones_a
 ) -> None:
     shutil.copytree(REPO / "tests" / "fixtures" / "catalog", tmp_path / "repo")
     catalog = str(tmp_path / "repo" / "good.yaml")
-    monkeypatch.setattr("stamp.clouds.target_for", lambda kind, catalog: Target("aws", aws))
+    monkeypatch.setattr("stamp.hosts.target.target_for", lambda kind, catalog: Target("aws", aws))
     killed = _killed_run_dir()
     # A pid now used by another process (this one): its start time is not the one the directory recorded.
     reused = runtime_dir / f"{runfiles.PREFIX}reused"
@@ -244,8 +247,8 @@ def test_a_builds_private_key_is_in_a_private_run_dir_never_under_build_and_gone
     cloud = FakeCloud()
     cloud.add_image("us-east-1", "debian-12-amd64-20261101-1234", owner_id=VENDOR_OWNER)
     spy = SpyPacker(cloud, fail=fails)
-    monkeypatch.setattr("stamp.build.packer.detect_version", lambda *a, **k: (1, 6, 6))
-    monkeypatch.setattr("stamp.build.packer.build", spy.build)
+    monkeypatch.setattr("stamp.commands.build.packer.detect_version", lambda *a, **k: (1, 6, 6))
+    monkeypatch.setattr("stamp.commands.build.packer.build", spy.build)
     build_root = tmp_path / "build"
 
     if fails:
@@ -318,8 +321,10 @@ def test_local_verification_ssh_config_is_in_a_private_run_dir_that_goes_with_th
         started.append(name)
         return Instance(f"c-{name}", name, ami_id, "127.0.0.1", 40022, ssh_user)
 
-    monkeypatch.setattr("stamp.launchers.local.launch", fake_launch)
-    monkeypatch.setattr("stamp.launchers.local.terminate", lambda cloud, container_id: started.remove(container_id[2:]))
+    monkeypatch.setattr("stamp.hosts.launchers.local.launch", fake_launch)
+    monkeypatch.setattr(
+        "stamp.hosts.launchers.local.terminate", lambda cloud, container_id: started.remove(container_id[2:])
+    )
     launcher = LocalLauncher(cloud)
     with launched(launcher, "ami-1", names=["a", "b"], ssh_user="admin", build_id="x") as hosts:
         config = launcher.ssh_config
@@ -404,8 +409,8 @@ def test_build_and_verify_on_the_local_cloud_leave_no_private_key_in_build_and_n
             seen["control socket dir"] = (Path(control).parent, _mode(Path(control).parent))
         return real_pytest_args(tests_dir, host, ssh_config=ssh_config, junit=junit)
 
-    monkeypatch.setattr("stamp.build.packer.build", spy_build)
-    monkeypatch.setattr("stamp.verify.pytest_args", spy_pytest_args)
+    monkeypatch.setattr("stamp.commands.build.packer.build", spy_build)
+    monkeypatch.setattr("stamp.commands.verify.pytest_args", spy_pytest_args)
     build = workspace / "build"
     common = ["--cloud", "local", "--catalog", str(workspace / "catalog.yaml"), "--out", str(build)]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import jsonschema
 
-from stamp import yamlsafe
-from stamp.schema import SCHEMA_PATH, schema_text
+from stamp.catalog import yamlsafe
+from stamp.catalog.schema import SCHEMA_PATH, schema_text
 
 ROOT = Path(__file__).parents[1]
 

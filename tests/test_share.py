@@ -11,17 +11,11 @@ import pytest
 
 from conftest import MakeAmi
 from fakes import FakeCloud, release_entry
-from stamp.aws import AwsCloud
-from stamp.catalog import Catalog, load_catalog
-from stamp.cloud import ShareDiff, ShareSet
-from stamp.errors import CatalogError, PolicyError
-from stamp.share import (
-    PublishFailed,
-    desired_share,
-    parameter_name,
-    plan_share,
-    publish,
-)
+from stamp.catalog.load import Catalog, load_catalog
+from stamp.cloud.aws import AwsCloud
+from stamp.cloud.protocol import ShareDiff, ShareSet
+from stamp.cloud.sharing import desired_share, parameter_name, plan_share, publish
+from stamp.errors import CatalogError, PolicyError, PublishFailed
 
 ORG = "arn:aws:organizations::111122223333:organization/o-exampleorg1"
 OU = "arn:aws:organizations::111122223333:ou/o-exampleorg1/ou-ab12-cd34ef56"

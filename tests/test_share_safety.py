@@ -11,11 +11,11 @@ from moto.ec2.models import ec2_backends
 
 from conftest import MakeAmi
 from fakes import FakeCloud, release_entry
-from stamp.aws import AwsCloud
-from stamp.catalog import Catalog, load_catalog
-from stamp.cloud import KmsKey, ShareSet
+from stamp.catalog.load import Catalog, load_catalog
+from stamp.cloud.aws import AwsCloud
+from stamp.cloud.protocol import KmsKey, ShareSet
+from stamp.cloud.sharing import MAX_SHARE_ENTITIES, parameter_name, publish
 from stamp.errors import CatalogError, PolicyError
-from stamp.share import MAX_SHARE_ENTITIES, parameter_name, publish
 
 ACCOUNT = "123456789012"  # moto's default account
 ORG = "arn:aws:organizations::111122223333:organization/o-exampleorg1"

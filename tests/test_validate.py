@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-import stamp.validate
-from stamp.catalog import Catalog, load_catalog
+import stamp.commands.validate
+from stamp.catalog.load import Catalog, load_catalog
+from stamp.commands.validate import VALIDATE_ENV, validate_catalog
+from stamp.drivers.hcl import PLACEHOLDER_AMI, VARS_FILE, render_image
 from stamp.errors import CatalogProblems
-from stamp.render import PLACEHOLDER_AMI, VARS_FILE, render_image
-from stamp.validate import VALIDATE_ENV, validate_catalog
 
 HERE = Path(__file__).parent
 FIXTURE = HERE / "fixtures" / "render" / "catalog.yaml"
@@ -65,7 +65,7 @@ def test_unformatted_template_is_reported(tmp_path: Path, monkeypatch: pytest.Mo
             files["image.pkr.hcl"] = files["image.pkr.hcl"].replace("  ssh_pty              = true", "ssh_pty=true")
         return files
 
-    monkeypatch.setattr(stamp.validate, "render_image", sloppy)
+    monkeypatch.setattr(stamp.commands.validate, "render_image", sloppy)
     problems = validate_catalog(catalog, work_dir=tmp_path)
     assert len(problems) == 1, problems
     assert problems[0].startswith("image 'base': ") and "image.pkr.hcl" in problems[0]

@@ -23,8 +23,8 @@ import yaml
 
 from conftest import MakeAmi, MotoEndpoint
 from scoreboard import Scoreboard
-from stamp.catalog import load_catalog
-from stamp.results import BuildResult
+from stamp.catalog.load import load_catalog
+from stamp.catalog.results import BuildResult
 
 REPO = Path(__file__).resolve().parent.parent
 MERGE = REPO / ".github" / "workflows" / "merge.yml"

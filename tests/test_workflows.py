@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from stamp.catalog import build_catalog, parse
-from stamp.plan import format_matrix, plan
+from stamp.catalog.load import build_catalog, parse
+from stamp.commands.plan import format_matrix, plan
 
 REPO = Path(__file__).resolve().parent.parent
 WORKFLOWS = REPO / ".github" / "workflows"

@@ -12,16 +12,17 @@ from pathlib import Path
 import pytest
 
 from stamp import local
-from stamp.aws import AwsCloud
-from stamp.catalog import load_catalog
+from stamp.catalog.load import load_catalog
 from stamp.cli import main
-from stamp.cloud import VERIFIED, VERIFIED_TAG
-from stamp.clouds import Target, target_for
-from stamp.demo import copy_repository
-from stamp.launch import launch_instances
-from stamp.layers import Outcome
-from stamp.release import WORKSPACE_MARKER, release_images
-from stamp.share import publish
+from stamp.cloud.aws import AwsCloud
+from stamp.cloud.sharing import publish
+from stamp.commands.demo import copy_repository
+from stamp.commands.launch import launch_instances
+from stamp.commands.record import WORKSPACE_MARKER
+from stamp.commands.release import release_images
+from stamp.drivers.layers import Outcome
+from stamp.hosts.target import Target, target_for
+from stamp.tags import VERIFIED, VERIFIED_TAG
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]

@@ -11,9 +11,9 @@ from test_hostile import CATALOG, make_repo
 
 from conftest import MakeAmi, MotoEndpoint
 from scoreboard import Scoreboard
-from stamp.catalog import load_catalog
-from stamp.cloud import BUILD_ID_TAG, VERIFIED, VERIFIED_TAG
-from stamp.results import BuildResult, write_result
+from stamp.catalog.load import load_catalog
+from stamp.catalog.results import BuildResult, write_result
+from stamp.tags import BUILD_ID_TAG, VERIFIED, VERIFIED_TAG
 
 WRITERS = 10
 

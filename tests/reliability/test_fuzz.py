@@ -17,11 +17,11 @@ from hypothesis import strategies as st
 from test_hostile import CATALOG, make_repo
 
 from scoreboard import Scoreboard
-from stamp import yamlsafe
-from stamp.catalog import load_catalog
+from stamp.catalog import yamlsafe
+from stamp.catalog.load import load_catalog
 from stamp.cli import main
-from stamp.errors import CatalogError, CatalogProblems, StampError
-from stamp.render import PLACEHOLDER_AMI, PLUGINS_FILE, VARS_FILE, render_image
+from stamp.drivers.hcl import PLACEHOLDER_AMI, PLUGINS_FILE, VARS_FILE, render_image
+from stamp.errors import CatalogError, CatalogProblems, StampError, YamlProblem
 
 ROW = "fuzz examples"
 FUZZ = settings(
@@ -77,7 +77,7 @@ def test_the_yaml_loader_raises_only_yaml_problems(scoreboard: Scoreboard) -> No
             tick()
             try:
                 data = yamlsafe.load(text)
-            except yamlsafe.YamlProblem as problem:
+            except YamlProblem as problem:
                 assert problem.line >= 0 and problem.column >= 0
                 return
             assert _plain(data)

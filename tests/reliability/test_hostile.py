@@ -18,13 +18,13 @@ from typing import Any
 
 import pytest
 
-import stamp.catalog
-import stamp.packer
+import stamp.catalog.load
+import stamp.drivers.packer
 from scoreboard import Scoreboard
-from stamp import yamlsafe
-from stamp.cli import main
-from stamp.render import HCL_FILE, VARS_FILE
-from stamp.results import BuildResult, write_result
+from stamp.catalog import yamlsafe
+from stamp.catalog.results import BuildResult, write_result
+from stamp.cli import BUG_EXIT_CODE, main
+from stamp.drivers.hcl import HCL_FILE, VARS_FILE
 from test_catalog import BAD_CASES, GOOD
 from test_render import FIELDS, PATH_FIELDS, PAYLOADS, _benign
 
@@ -142,7 +142,7 @@ class Guard:
         seconds = time.monotonic() - clock
         captured = self.capsys.readouterr()
         problems = []
-        if raised is not None or "Traceback" in captured.err:
+        if raised is not None or "Traceback" in captured.err or code == BUG_EXIT_CODE:
             at = captured.err.find("Traceback")
             problems.append(f"traceback: {raised!r} {captured.err[at : at + 2000] if at >= 0 else ''}")
         if _stat(self.catalog) != stat_before:
@@ -352,7 +352,7 @@ def test_a_utf8_byte_order_mark_is_accepted_and_kept_by_record(
     write_result(out, trust(_result("web", "web-bom-1")))
     assert main(["record", "--out", str(out)]) == 0
     assert guard.catalog.read_bytes().startswith(b"\xef\xbb\xbf" + CATALOG.encode())
-    assert stamp.catalog.load_catalog(guard.catalog).current_release("web") is not None
+    assert stamp.catalog.load.load_catalog(guard.catalog).current_release("web") is not None
 
 
 def test_a_huge_single_line_is_refused_from_its_size_without_being_read(
@@ -586,7 +586,7 @@ def _write_repo(root: Path, data: dict[str, Any]) -> None:
 @pytest.fixture
 def old_packer(monkeypatch: pytest.MonkeyPatch) -> None:
     """Render without starting Packer for its version (that has its own tests)."""
-    monkeypatch.setattr(stamp.packer, "detect_version", lambda env=None: (1, 6, 6))
+    monkeypatch.setattr(stamp.drivers.packer, "detect_version", lambda env=None: (1, 6, 6))
 
 
 def _rendered(folder: Path) -> dict[str, dict[str, str]]:
@@ -762,11 +762,11 @@ def trust(monkeypatch: pytest.MonkeyPatch) -> Callable[[BuildResult], BuildResul
     """Makes the CLI's cloud one (in memory) where a result's AMIs exist, owned and tagged as `stamp verify`
     leaves them, so record's cloud checks (tests/test_custody.py) pass and the catalog edit is what is tested."""
     from fakes import FakeCloud, FakeImage
-    from stamp.cloud import BUILD_ID_TAG, VERIFIED, VERIFIED_TAG
-    from stamp.clouds import Target
+    from stamp.hosts.target import Target
+    from stamp.tags import BUILD_ID_TAG, VERIFIED, VERIFIED_TAG
 
     cloud = FakeCloud()
-    monkeypatch.setattr("stamp.cli._target", lambda args, _catalog: Target(args.cloud, cloud))
+    monkeypatch.setattr("stamp.hosts.target.target_for", lambda kind, _catalog: Target(kind, cloud))
 
     def trusted(result: BuildResult) -> BuildResult:
         for region, ami_id in result.amis.items():
@@ -851,7 +851,8 @@ def test_the_guard_sees_side_effects_and_tracebacks(
         "the catalog changed (bytes or mtime)",
         "files created or changed: ['.catalog.yaml.lock']",
     ]
-    monkeypatch.setattr("stamp.cli.load_catalog", lambda path: 1 / 0)
-    with pytest.raises(ZeroDivisionError):
-        guard.run(["lookup", "base"])
+    monkeypatch.setattr("stamp.commands.common.load_catalog", lambda path: 1 / 0)
+    crashed = guard.run(["lookup", "base"])
+    assert crashed.code == BUG_EXIT_CODE
+    assert crashed.problems[0].startswith("traceback:")
     assert (board.tried[ROW], board.bad[ROW]) == (2, 2)

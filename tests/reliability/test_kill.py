@@ -21,18 +21,20 @@ import pytest
 from conftest import REPO
 from fakes import FakeCloud
 from scoreboard import Scoreboard
-from stamp import local, runfiles
-from stamp.aws import AwsCloud
-from stamp.build import build_image, check_build_id, utc_now
-from stamp.catalog import Catalog, load_catalog
-from stamp.cli import Terminated, _sigterm_raises
-from stamp.clouds import Target, target_for
-from stamp.errors import BuildError, UsageError
-from stamp.gc import collect_garbage
-from stamp.layers import run_in_layers
+from stamp import local
+from stamp.catalog.load import Catalog, load_catalog
+from stamp.catalog.results import BuildResult
+from stamp.cli import _sigterm_raises
+from stamp.clock import utc_now
+from stamp.cloud.aws import AwsCloud
+from stamp.commands.build import build_image, check_build_id
+from stamp.commands.gc import collect_garbage
+from stamp.drivers import runfiles
+from stamp.drivers.layers import run_in_layers
+from stamp.drivers.stopping import clear_stop, is_stopping, stop_builds
+from stamp.errors import BuildError, Terminated, UsageError
+from stamp.hosts.target import Target, target_for
 from stamp.local.baseimage import image_exists
-from stamp.results import BuildResult
-from stamp.stopping import clear_stop, is_stopping, stop_builds
 
 REGIONS = ("us-east-1", "eu-west-1")
 CATALOG = """\
@@ -428,8 +430,8 @@ def fake_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Catalog
     cloud = FakeCloud()
     cloud.add_image("us-east-1", "debian-12-amd64-20261101-1234", owner_id=VENDOR_OWNER)
     fake = FakePacker(cloud)
-    monkeypatch.setattr("stamp.build.packer.detect_version", lambda *a, **k: (1, 6, 6))
-    monkeypatch.setattr("stamp.build.packer.build", fake.build)
+    monkeypatch.setattr("stamp.commands.build.packer.detect_version", lambda *a, **k: (1, 6, 6))
+    monkeypatch.setattr("stamp.commands.build.packer.build", fake.build)
     return catalog, Target("aws", cloud), fake
 
 

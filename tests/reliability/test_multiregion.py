@@ -18,12 +18,13 @@ import pytest
 
 from scoreboard import Scoreboard
 from stamp import local
-from stamp.aws import AwsCloud
-from stamp.build import build_image, utc_now
-from stamp.catalog import load_catalog
-from stamp.clouds import Target, target_for
+from stamp.catalog.load import load_catalog
+from stamp.clock import utc_now
+from stamp.cloud.aws import AwsCloud
+from stamp.commands.build import build_image
+from stamp.commands.gc import collect_garbage
 from stamp.errors import BuildError
-from stamp.gc import collect_garbage
+from stamp.hosts.target import Target, target_for
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-2")
 REFUSED = "eu-west-1"

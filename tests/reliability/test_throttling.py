@@ -21,13 +21,13 @@ from botocore.awsrequest import AWSPreparedRequest, AWSResponse, HTTPHeaders
 from conftest import MakeAmi, MotoEndpoint
 from fakes import release_entry
 from scoreboard import Scoreboard
-from stamp.aws import AwsCloud
-from stamp.catalog import Catalog, load_catalog
-from stamp.cloud import ShareSet
-from stamp.errors import CatalogError, CloudError
-from stamp.record import record
-from stamp.results import BuildResult
-from stamp.share import PublishFailed, parameter_name, publish
+from stamp.catalog.load import Catalog, load_catalog
+from stamp.catalog.results import BuildResult
+from stamp.cloud.aws import AwsCloud
+from stamp.cloud.protocol import ShareSet
+from stamp.cloud.sharing import parameter_name, publish
+from stamp.commands.record import record
+from stamp.errors import CatalogError, CloudError, PublishFailed
 
 REGIONS = ("us-east-1", "eu-west-1")
 ORG = "arn:aws:organizations::111122223333:organization/o-exampleorg1"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from test_hostile import ROW, Guard, assert_refused, make_repo, run_stamp
 
-import stamp.packer
+import stamp.drivers.packer
 from conftest import MotoEndpoint
 from scoreboard import Scoreboard
 
@@ -113,7 +113,7 @@ def test_a_hanging_packer_is_stopped_with_everything_it_started(
     pids = tmp_path / "pids"
     # A shell that starts a child and waits: killing only the shell would leave the child running.
     shim(bin_dir, "packer", f"/bin/sleep 300 &\necho $! >> {pids}\necho $$ >> {pids}\nwait\n")
-    monkeypatch.setattr(stamp.packer, "VERSION_TIMEOUT", 1.0)
+    monkeypatch.setattr(stamp.drivers.packer, "VERSION_TIMEOUT", 1.0)
     outcome = guard.run(["render", "--out", "build"])
     started = [int(line) for line in pids.read_text().split()]
     gone = all_dead(started)

@@ -1,10 +1,10 @@
 """The embedded local cloud: moto for the EC2 API, containers for instances, a Debian base image (SPEC §5)."""
 
 from stamp.local.cloud import LocalCloud, aws_env, down, status, up
+from stamp.local.containers import container_image_for
 from stamp.local.instances import (
     Instance,
     commit,
-    container_image_for,
     launch,
     list_instances,
     terminate,

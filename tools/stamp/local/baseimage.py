@@ -7,8 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from stamp import proc
-from stamp.errors import BuildError
+from stamp.drivers import proc
+from stamp.errors import BuildError, ProcessError
 from stamp.local.engine import Engine
 from stamp.local.sources import debian_source_lines, read_apt_sources
 
@@ -202,7 +202,7 @@ def build_base_image(engine: Engine, root: Path, *, apt_dir: Path = Path("/etc/a
                 log=log,
                 prefix="  mmdebstrap | ",
             )
-        except proc.ProcessError as exc:
+        except ProcessError as exc:
             raise BuildError(
                 f"local cloud: building the Debian base image with mmdebstrap failed (exit {exc.returncode})",
                 hint=f"see {log}; check that the Debian mirror in the apt sources is reachable"

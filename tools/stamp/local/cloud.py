@@ -18,16 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stamp import proc
-from stamp.errors import CloudError
+from stamp.drivers import proc
+from stamp.drivers.ssh import ssh_config_text
+from stamp.errors import CloudError, ProcessError
 from stamp.local.baseimage import ensure_base_image, image_exists
+from stamp.local.containers import container_image_for, remove_containers
 from stamp.local.engine import Engine, detect_engine
 from stamp.local.seeds import SeedImage, moto_amis, unique_seeds
-from stamp.ssh import ssh_config_text
 
 STATE_DIR = Path(".stamp") / "local"
-LABEL = "stamp.local"
-CLOUD_LABEL = "stamp.local.cloud"
 MOTO_START_TIMEOUT = 30.0
 # How long a running (not paused) moto server that does not answer gets before it is reported hung.
 MOTO_ANSWER_GRACE = 10.0
@@ -128,7 +127,7 @@ def ensure_ssh_key(root: Path) -> tuple[Path, Path, Path]:
         public_key.unlink(missing_ok=True)
         try:
             proc.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "stamp-local", "-f", str(private_key)])
-        except proc.ProcessError as exc:
+        except ProcessError as exc:
             raise CloudError(
                 f"local cloud: generating the SSH key {private_key} failed: {exc}",
                 hint="install the OpenSSH client (`sudo apt-get install -y openssh-client`), then retry",
@@ -137,7 +136,7 @@ def ensure_ssh_key(root: Path) -> tuple[Path, Path, Path]:
     config = ssh_dir / "ssh_config"
     # The local cloud's own key stays here for the cloud's life: .stamp/ is never collected as an artifact.
     # This config is for people and for login checks: no ssh master socket (verification writes its own
-    # config with one, in a private per-run directory: tools/stamp/launchers.py).
+    # config with one, in a private per-run directory: tools/stamp/hosts/launchers.py).
     text = ssh_config_text(private_key)
     if not config.is_file() or config.read_text(encoding="utf-8") != text:
         config.write_text(text, encoding="utf-8")
@@ -332,7 +331,6 @@ def _write_amis(root: Path, entries: list[dict[str, Any]]) -> Path:
 
 
 def _tie_seeds(engine: Engine, base_image: str, ami_ids: Sequence[str]) -> None:
-    from stamp.local.instances import container_image_for
 
     for ami_id in ami_ids:
         engine.run(["tag", base_image, container_image_for(ami_id)], what=f"tying {ami_id} to the base image")
@@ -417,7 +415,6 @@ def _pid_alive(pid: int) -> bool:
 
 def down(repo_root: Path) -> None:
     """Stop moto and remove this cloud's containers (labelled stamp.local=1); images and keys stay."""
-    from stamp.local.instances import remove_containers
 
     root = state_root(repo_root)
     if not root.is_dir():

@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from stamp import proc
-from stamp.errors import CloudError
+from stamp.drivers import proc
+from stamp.errors import CloudError, ProcessError
 
 # Rootful Podman on some VMs fails out of the box with crun (setrlimit RLIMIT_NOFILE / RLIMIT_NPROC not
 # permitted, then "cgroups in hybrid mode not supported"); runc and explicit ulimits fix all three (FACTS).
@@ -39,7 +39,7 @@ class Engine:
         """Run `<engine> args…`; a failure becomes a CloudError saying `what` failed."""
         try:
             return engine_call(self.name, self.env, args, check=check, echo=echo, timeout=timeout)
-        except proc.ProcessError as exc:
+        except ProcessError as exc:
             raise CloudError(
                 f"local cloud: {what} failed: {exc}",
                 hint=f"check that `{self.name} info` works; `stamp local down` then `stamp local up` resets"
@@ -56,7 +56,7 @@ def engine_call(
     echo: bool = True,
     timeout: float | None = 300,
 ) -> proc.Completed:
-    """Run one engine command through stamp.proc."""
+    """Run one engine command through stamp.drivers.proc."""
     return proc.run([name, *args], env=dict(env), check=check, echo=echo, timeout=timeout)
 
 
@@ -79,7 +79,7 @@ def detect_engine(root: Path) -> Engine:
     for name, env in (("podman", podman_env), ("docker", {})):
         try:
             engine_call(name, env, ["info"], echo=False, timeout=60)
-        except proc.ProcessError as exc:
+        except ProcessError as exc:
             lines = (exc.stderr or exc.stdout).strip().splitlines()
             problems.append(f"  {name}: {lines[-1] if lines else f'exit {exc.returncode}'}")
             continue

@@ -11,13 +11,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from stamp.drivers.ssh import banner_answers, login_problem, ssh_args
 from stamp.errors import CloudError
 from stamp.local.baseimage import SEED_DIR
-from stamp.local.cloud import CLOUD_LABEL, LABEL, LocalCloud
+from stamp.local.cloud import LocalCloud
+from stamp.local.containers import CLOUD_LABEL, LABEL, container_image_for, container_labels, remove
 from stamp.local.engine import Engine
-from stamp.ssh import banner_answers, login_problem, ssh_args
 
-IMAGE_REPO = "localhost/stamp/ami"
 SSH_TIMEOUT = 60.0
 
 
@@ -31,11 +31,6 @@ class Instance:
     ssh_host: str
     ssh_port: int
     ssh_user: str
-
-
-def container_image_for(ami_id: str) -> str:
-    """The container image behind an AMI of the local cloud."""
-    return f"{IMAGE_REPO}:{ami_id}"
 
 
 def tie_image(cloud: LocalCloud, image_ref: str, ami_ids: Sequence[str]) -> None:
@@ -257,44 +252,9 @@ def terminate(cloud: LocalCloud, container_id: str) -> None:
         echo=False,
     )
     instance_id = done.stdout.strip() if done.returncode == 0 else ""
-    _remove(engine, [container_id])
+    remove(engine, [container_id])
     if instance_id.startswith("i-"):
         shutil.rmtree(_seed_dir(cloud, instance_id), ignore_errors=True)
-
-
-def _remove(engine: Engine, container_ids: Sequence[str]) -> None:
-    if not container_ids:
-        return
-    args = ["rm", "--force", *(["--time=0"] if engine.name == "podman" else []), *container_ids]
-    done = engine.run(args, what="removing containers", check=False)
-    if done.returncode != 0 and "no such container" not in (done.stderr + done.stdout).lower():
-        raise CloudError(
-            f"local cloud: removing containers {', '.join(c[:12] for c in container_ids)} failed:"
-            f" {done.stderr.strip()}",
-            hint=f"remove them by hand with `{engine.name} rm -f …`",
-        )
-
-
-def _container_labels(engine: Engine, cloud_label: str) -> dict[str, dict[str, str]]:
-    """Container ID -> labels, for every container (running or not) of the cloud labelled `cloud_label`."""
-    ids = engine.run(
-        ["ps", "--all", "--quiet", "--no-trunc", "--filter", f"label={CLOUD_LABEL}={cloud_label}"],
-        what="listing instances",
-        echo=False,
-    ).stdout.split()
-    if not ids:
-        return {}
-    done = engine.run(["container", "inspect", *ids], what="inspecting instances", check=False, echo=False)
-    # A container removed between ps and inspect makes inspect fail for it only: keep the others.
-    try:
-        data = json.loads(done.stdout or "[]")
-    except ValueError:
-        data = []
-    out: dict[str, dict[str, str]] = {}
-    for item in data:
-        labels = (item.get("Config") or {}).get("Labels") or {}
-        out[str(item["Id"])] = {str(k): str(v) for k, v in labels.items()}
-    return out
 
 
 def list_instances(cloud: LocalCloud, labels: Mapping[str, str] | None = None) -> list[str]:
@@ -302,16 +262,6 @@ def list_instances(cloud: LocalCloud, labels: Mapping[str, str] | None = None) -
     wanted = {LABEL: "1", **(labels or {})}
     return [
         container_id
-        for container_id, have in _container_labels(cloud.engine_handle, cloud.cloud_id).items()
+        for container_id, have in container_labels(cloud.engine_handle, cloud.cloud_id).items()
         if all(have.get(key) == value for key, value in wanted.items())
     ]
-
-
-def remove_containers(engine: Engine, cloud_label: str) -> None:
-    """Remove every container of the cloud labelled `cloud_label`."""
-    ids = [
-        container_id
-        for container_id, labels in _container_labels(engine, cloud_label).items()
-        if labels.get(LABEL) == "1"
-    ]
-    _remove(engine, ids)

@@ -1,0 +1,30 @@
+"""Finding and ordering an image's releases: the one place `lookup`, `launch` and the lifecycle ask."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from stamp.catalog.load import Catalog
+from stamp.catalog.models import Release
+from stamp.errors import CatalogError
+
+# Statuses retention counts: launchable releases that are not on their way out.
+RETAINED = frozenset({"current", "previous"})
+
+
+def newest_first(releases: Iterable[Release]) -> list[Release]:
+    return sorted(releases, key=lambda r: r.version, reverse=True)
+
+
+def age(release: Release) -> tuple[str, int]:
+    # When a build started orders releases (an older build recorded late gets a higher version); the
+    # version breaks ties.
+    return (release.built_at, release.version)
+
+
+def find_release(catalog: Catalog, image: str, version: int) -> Release:
+    release = next((r for r in catalog.releases.get(image, ()) if r.version == version), None)
+    if release is None:
+        versions = ", ".join(str(r.version) for r in newest_first(catalog.releases.get(image, ()))) or "none"
+        raise CatalogError(f"image '{image}' has no release {version}", hint=f"its releases: {versions}")
+    return release

@@ -1,0 +1,1 @@
+"""One module per `stamp` subcommand: `stamp X` lives in `commands/X.py`."""

@@ -1,0 +1,38 @@
+"""`stamp local up|down|status|env`: the embedded local cloud."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from stamp.commands.common import catalog_of
+from stamp.output import say
+
+
+def run(args: argparse.Namespace) -> int:
+    from stamp import local
+    from stamp.hosts.target import seeds_for
+
+    root = Path(args.catalog).resolve().parent
+    if args.action == "down":
+        local.down(root)
+        say("local cloud: stopped")
+        return 0
+    if args.action == "up":
+        cloud = local.up(root, seeds_for(catalog_of(args)))
+    else:
+        found = local.status(root)
+        if found is None:
+            say("local cloud: not running (start it with `stamp local up`)")
+            return 0 if args.action == "status" else 5
+        cloud = found
+    env = local.aws_env(cloud)
+    if args.action == "env":
+        for key, value in env.items():
+            print(f"export {key}={value}")
+        return 0
+    say(f"local cloud: EC2/SSM API at {cloud.endpoint_url} (moto, pid {cloud.moto_pid})")
+    say(f"  engine: {cloud.engine}; base image: {cloud.base_image}; state: {cloud.root}")
+    say(f"  instances: {len(local.list_instances(cloud))} running; ssh config: {cloud.ssh_config}")
+    say('  use it from a shell with: eval "$(stamp local env)"')
+    return 0

@@ -1,0 +1,493 @@
+"""`stamp plan`: which images to build and why, from two catalogs and the changed paths (the core is pure)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import posixpath
+import sys
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+from pydantic import BaseModel
+
+from stamp import clock
+from stamp.catalog.load import Catalog, Image, load_catalog
+from stamp.catalog.models import Share
+from stamp.commands.common import catalog_of, target_of
+from stamp.drivers.git import CATALOG, catalog_at, diff_paths, merge_base, repo_relative, resolve_ref
+from stamp.errors import CatalogError
+
+if TYPE_CHECKING:
+    from stamp.hosts.target import Target
+
+ReasonKind = Literal[
+    "definition_changed",
+    "file_changed",
+    "parent_rebuilt",
+    "new_source_image",
+    "release_too_old",
+    "no_release",
+    "share_changed",
+]
+# Spec order (SPEC §4), so every renderer lists an image's reasons the same way: the Literal's own order.
+KINDS: tuple[ReasonKind, ...] = get_args(ReasonKind)
+LABELS: dict[ReasonKind, str] = {
+    "definition_changed": "definition changed",
+    "file_changed": "file changed",
+    "parent_rebuilt": "parent rebuilt",
+    "new_source_image": "new source image",
+    "release_too_old": "release too old",
+    "no_release": "no release yet",
+    "share_changed": "share changed",
+}
+
+# The Image fields a build consumes. `share` is applied by publish, `retention` by prune, and `rebuild` is
+# the policy this module evaluates itself: changing any of those must not cost a rebuild.
+BUILD_FIELDS: tuple[str, ...] = (
+    "description",
+    "source",
+    "parent",
+    "provision",
+    "files",
+    "tests",
+    "regions",
+    "instance_type",
+    "ssh_username",
+    "volume_size_gb",
+)
+# Of those, the ones an image inherits from `defaults` unless it sets them itself.
+INHERITED_FIELDS = frozenset({"regions", "instance_type", "ssh_username", "volume_size_gb"})
+
+# Packer templates every image is rendered from (SPEC §1): a change there rebuilds every image.
+TEMPLATES_DIR = "tools/stamp/templates/"
+
+SourceLookup = Callable[[Image, str], str | None]
+"""Newest vendor AMI ID matching `image.source.filter` in a region, or None when nothing matches."""
+
+
+@dataclass(frozen=True)
+class Reason:
+    kind: ReasonKind
+    detail: str
+
+    def text(self) -> str:
+        return f"{LABELS[self.kind]}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class ImagePlan:
+    """One image to build. `layer` counts its ancestors that are built in the same plan: layer N starts once
+    layer N-1 has finished, so a child always builds from its parent's new image."""
+
+    name: str
+    layer: int
+    reasons: tuple[Reason, ...]
+
+
+@dataclass(frozen=True)
+class PublishOnly:
+    """An image whose sharing changed but whose build inputs did not: `stamp publish` alone applies it."""
+
+    name: str
+    reasons: tuple[Reason, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    images: tuple[ImagePlan, ...]
+    publish_only: tuple[PublishOnly, ...] = ()
+    sources_checked: bool = True
+
+    def order(self) -> list[str]:
+        """Images to build, parents first (by layer, then name)."""
+        return [p.name for p in self.images]
+
+    def layers(self) -> list[list[str]]:
+        grouped: list[list[str]] = []
+        for item in self.images:
+            while len(grouped) <= item.layer:
+                grouped.append([])
+            grouped[item.layer].append(item.name)
+        return grouped
+
+    def get(self, name: str) -> ImagePlan | None:
+        return next((p for p in self.images if p.name == name), None)
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "images": [
+                {"name": p.name, "layer": p.layer, "reasons": [_reason_data(r) for r in p.reasons]} for p in self.images
+            ],
+            "publish_only": [
+                {"name": p.name, "reasons": [_reason_data(r) for r in p.reasons]} for p in self.publish_only
+            ],
+            "order": self.order(),
+            "sources_checked": self.sources_checked,
+        }
+
+
+def plan(
+    old: Catalog | None,
+    new: Catalog,
+    changed_paths: Collection[str],
+    *,
+    source_lookup: SourceLookup | None,
+    now: datetime,
+) -> Plan:
+    """Every reason each image of `new` has to be built.
+
+    `old` is the catalog at the merge base (None when it did not exist there); `changed_paths` are repository
+    paths relative to the folder holding the catalog. `source_lookup=None` skips the vendor-image check (no
+    cloud credentials, e.g. a pull request from a fork); the plan says so.
+    """
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    found: dict[str, list[Reason]] = {name: [] for name in new.images}
+    for name, image in new.images.items():
+        found[name].extend(definition_reasons(old, new, image))
+    for name, paths in images_for_paths(new, changed_paths).items():
+        found[name].extend(Reason("file_changed", p) for p in paths)
+    for name, image in new.images.items():
+        release = new.current_release(name)
+        if release is None:
+            earlier = new.releases.get(name, ())
+            found[name].append(Reason("no_release", "no current release" if earlier else "never released"))
+            continue
+        if source_lookup is not None:
+            found[name].extend(_source_reasons(image, release.source.amis or {}, source_lookup))
+        found[name].extend(_age_reasons(image, release.version, release.built_at, now))
+    # Cascade parents first, so a grandchild sees its parent's inherited reason.
+    for name in new.topo_order():
+        parent = new.images[name].parent
+        if parent is not None and found[parent]:
+            found[name].append(Reason("parent_rebuilt", parent))
+    building = {name for name, reasons in found.items() if reasons}
+    images = tuple(
+        sorted(
+            (ImagePlan(name, _layer(new, name, building), tuple(_sorted(found[name]))) for name in building),
+            key=lambda p: (p.layer, p.name),
+        )
+    )
+    return Plan(
+        images=images,
+        publish_only=_publish_only(old, new, building),
+        sources_checked=source_lookup is not None,
+    )
+
+
+def images_for_paths(catalog: Catalog, changed_paths: Iterable[str]) -> dict[str, list[str]]:
+    """For each image, the changed paths its build uses: its scripts, files and tests folders, the templates."""
+    changed = sorted({posixpath.normpath(p) for p in changed_paths})
+    found: dict[str, list[str]] = {}
+    for name, image in catalog.images.items():
+        # normpath: a catalog may say `./images/web/files/`, while git reports `images/web/files/index.html`.
+        used = [posixpath.normpath(p) for p in image.paths]
+        hits = [p for p in changed if p.startswith(TEMPLATES_DIR) or any(p == u or p.startswith(u + "/") for u in used)]
+        if hits:
+            found[name] = hits
+    return found
+
+
+def definition_reasons(old: Catalog | None, new: Catalog, image: Image) -> list[Reason]:
+    before = old.images.get(image.name) if old is not None else None
+    if old is None or before is None:
+        return [Reason("definition_changed", f"images.{image.name} is new")]
+    reasons: list[Reason] = []
+    # Resolved values are compared, so reformatting, reordering keys or spelling out a default changes nothing;
+    # a defaults key the image overrides leaves its resolved value, and so the image, alone.
+    for field in BUILD_FIELDS:
+        was, now_is = getattr(before, field), getattr(image, field)
+        if was == now_is:
+            continue
+        default_was = getattr(old.defaults, field, None)
+        default_is = getattr(new.defaults, field, None)
+        inherited = (
+            field in INHERITED_FIELDS
+            and default_was != default_is
+            and _same(default_was, was)
+            and _same(default_is, now_is)
+        )
+        where = f"defaults.{field}" if inherited else f"images.{image.name}.{field}"
+        change = _change(was, now_is)
+        reasons.append(Reason("definition_changed", f"{where}{change}" + (" (inherited)" if inherited else "")))
+    return reasons
+
+
+def _source_reasons(image: Image, built_from: dict[str, str], lookup: SourceLookup) -> list[Reason]:
+    if image.source is None or not image.rebuild.on_new_source:
+        return []
+    reasons = []
+    for region in image.regions:
+        current = built_from.get(region)
+        if current is None:
+            # A region the release was not built in: the regions change is already a definition reason.
+            continue
+        newest = lookup(image, region)
+        if newest is not None and newest != current:
+            reasons.append(Reason("new_source_image", f"{region}: {current} → {newest}"))
+    return reasons
+
+
+def _age_reasons(image: Image, version: int, built_at: str, now: datetime) -> list[Reason]:
+    limit = image.rebuild.max_age_days
+    if limit is None:
+        return []
+    built = datetime.strptime(built_at, clock.FORMAT).replace(tzinfo=UTC)
+    age = now - built
+    if age <= timedelta(days=limit):
+        return []
+    return [Reason("release_too_old", f"v{version} built {built_at}, {age.days} days ago (max_age_days: {limit})")]
+
+
+def _publish_only(old: Catalog | None, new: Catalog, building: set[str]) -> tuple[PublishOnly, ...]:
+    if old is None:
+        return ()
+    found: list[PublishOnly] = []
+    for name in sorted(set(new.images) - building):
+        before = old.images.get(name)
+        if before is None:
+            continue
+        # defaults.allow_public needs no check of its own: a catalog sharing publicly has it on both sides.
+        reasons = [Reason("share_changed", d) for d in _share_changes(before.share, new.images[name].share)]
+        if reasons:
+            found.append(PublishOnly(name, tuple(reasons)))
+    return tuple(found)
+
+
+def _share_changes(before: Share, after: Share) -> list[str]:
+    changes: list[str] = []
+    for field in Share.model_fields:
+        was, now_is = getattr(before, field), getattr(after, field)
+        if was == now_is:
+            continue
+        if isinstance(was, list) and isinstance(now_is, list):
+            added = [f"+{v}" for v in now_is if v not in was]
+            removed = [f"-{v}" for v in was if v not in now_is]
+            # Same members, new order: a reviewer still sees the line move, and publish is harmless.
+            changes.append(f"share.{field}: {' '.join(added + removed) or 'reordered'}")
+        else:
+            changes.append(f"share.{field}: {_show(was)} → {_show(now_is)}")
+    return changes
+
+
+def _layer(catalog: Catalog, name: str, building: set[str]) -> int:
+    return sum(1 for ancestor in catalog.ancestors(name) if ancestor in building)
+
+
+def _sorted(reasons: Iterable[Reason]) -> list[Reason]:
+    # Stable within a kind: details keep the order they were found in (field order, sorted paths, regions).
+    return sorted(reasons, key=lambda r: KINDS.index(r.kind))
+
+
+def _same(a: object, b: object) -> bool:
+    # Defaults hold lists where a resolved Image holds tuples.
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return tuple(a) == tuple(b)
+    return a == b
+
+
+def _change(was: object, now_is: object) -> str:
+    if _scalar(was) and _scalar(now_is):
+        return f": {_show(was)} → {_show(now_is)}"
+    return " changed"
+
+
+def _scalar(value: object) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+def _show(value: object) -> str:
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    if isinstance(value, tuple):
+        value = list(value)
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _reason_data(reason: Reason) -> dict[str, str]:
+    return {"kind": reason.kind, "detail": reason.detail}
+
+
+# Renderers: `stamp plan --format table|json|matrix|markdown`.
+
+
+def format_table(plan: Plan) -> str:
+    lines: list[str] = []
+    if not plan.images:
+        lines.append("nothing to build")
+    else:
+        width = max(len("IMAGE"), *(len(p.name) for p in plan.images))
+        lines.append(f"{'IMAGE':<{width}}  LAYER  REASONS")
+        for item in plan.images:
+            for index, reason in enumerate(item.reasons):
+                head = f"{item.name:<{width}}  {item.layer:<5}" if index == 0 else " " * (width + 7)
+                lines.append(f"{head}  {_one_line(reason.text())}")
+    if plan.publish_only:
+        lines.append("")
+        lines.append("publish only (sharing changed, nothing to build):")
+        for publish in plan.publish_only:
+            for reason in publish.reasons:
+                lines.append(f"  {publish.name}: {_one_line(reason.detail)}")
+    if not plan.sources_checked:
+        lines.append("")
+        lines.append(_NOT_CHECKED)
+    return "\n".join(lines) + "\n"
+
+
+def format_json(plan: Plan) -> str:
+    return json.dumps(plan.to_data(), indent=2, ensure_ascii=False) + "\n"
+
+
+def format_matrix(plan: Plan) -> str:
+    """One GitHub Actions `strategy.matrix` per layer: `{"layers": [{"include": [{"image", "layer"}…]}…]}`.
+
+    A workflow cannot order the entries of one matrix, so merge.yml runs one matrix job per layer, each
+    needing the one before it, and picks its matrix with `fromJSON(…).layers[N]`.
+    """
+    layers = [
+        {"include": [{"image": name, "layer": index} for name in names]} for index, names in enumerate(plan.layers())
+    ]
+    return json.dumps({"layers": layers}, separators=(",", ":")) + "\n"
+
+
+MARKDOWN_MARKER = "<!-- stamp-plan -->"
+# GitHub refuses comments over 65,536 characters; long file lists are cut well before that.
+_MAX_DETAILS = 10
+_NOT_CHECKED = (
+    "Vendor source images were not checked (no cloud credentials here); "
+    "the build on main checks them, so base images may also rebuild for a newer source."
+)
+
+
+def format_markdown(plan: Plan) -> str:
+    """A pull request comment. Details come from the pull request itself, so all of them are escaped."""
+    out = [MARKDOWN_MARKER]
+    count = len(plan.images)
+    if count:
+        out.append(f"### stamp plan: {count} image{'s' if count != 1 else ''} to build")
+        out.append("")
+        out.append("| layer | image | why |")
+        out.append("| ---: | --- | --- |")
+        for item in plan.images:
+            out.append(f"| {item.layer} | `{item.name}` | {'<br>'.join(_grouped(item.reasons))} |")
+    else:
+        out.append("### stamp plan: nothing to build")
+    if plan.publish_only:
+        out.append("")
+        out.append("**Publish only** (sharing changes, applied by `stamp publish` without a build):")
+        out.append("")
+        for publish in plan.publish_only:
+            out.append(f"- `{publish.name}`: {'; '.join(_md(r.detail) for r in publish.reasons)}")
+    if count:
+        out.append("")
+        out.append(f"Build order: {' → '.join(' + '.join(f'`{n}`' for n in names) for names in plan.layers())}")
+    if not plan.sources_checked:
+        out.append("")
+        out.append(f"> {_md(_NOT_CHECKED)}")
+    return "\n".join(out) + "\n"
+
+
+def _grouped(reasons: Iterable[Reason]) -> list[str]:
+    by_kind: dict[ReasonKind, list[str]] = {}
+    for reason in reasons:
+        by_kind.setdefault(reason.kind, []).append(reason.detail)
+    cells = []
+    for kind, details in by_kind.items():
+        shown = [_md(d) for d in details[:_MAX_DETAILS]]
+        if len(details) > _MAX_DETAILS:
+            shown.append(f"and {len(details) - _MAX_DETAILS} more")
+        cells.append(f"**{LABELS[kind]}**: {', '.join(shown)}")
+    return cells
+
+
+_MD_SPECIAL = set("\\`*_{}[]()<>#+-.!|~&")
+
+
+def _md(text: str) -> str:
+    # Backslash-escape every character Markdown or HTML could act on, so a crafted path or description in a
+    # pull request shows as text and cannot break the table, add links or inject HTML.
+    return "".join(f"\\{c}" if c in _MD_SPECIAL else c for c in _one_line(text))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _source_lookup(target: Target) -> SourceLookup:
+    """The newest vendor image per image and region, asked of the cloud once each."""
+    cache: dict[tuple[str, str], str | None] = {}
+
+    def lookup(image: Image, region: str) -> str | None:
+        assert image.source is not None
+        key = (image.name, region)
+        if key not in cache:
+            found = target.cloud.find_newest_image(
+                region, name=image.source.filter.name, owners=image.source.filter.owners
+            )
+            cache[key] = found.ami_id if found else None
+        return cache[key]
+
+    return lookup
+
+
+def plan_for(args: argparse.Namespace, catalog: Catalog) -> Plan:
+    lookup = None if args.no_source_check else _source_lookup(target_of(args, catalog))
+    return plan_between(
+        catalog.root,
+        args.base,
+        args.head,
+        catalog_path=catalog.path,
+        source_lookup=lookup,
+        now=clock.utc_now(),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+
+    catalog = catalog_of(args)
+    found = plan_for(args, catalog)
+    formatters = {
+        "table": format_table,
+        "json": format_json,
+        "matrix": format_matrix,
+        "markdown": format_markdown,
+    }
+    text = formatters[args.format](found)
+    # The table is for people (stderr); the other formats feed workflows and PR comments (stdout).
+    (sys.stderr if args.format == "table" else sys.stdout).write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
+def plan_between(
+    repo: Path,
+    base: str,
+    head: str | None = None,
+    *,
+    catalog_path: Path = CATALOG,
+    source_lookup: SourceLookup | None,
+    now: datetime,
+) -> Plan:
+    """`stamp plan --base BASE [--head HEAD]`: the plan for `head` (or the working tree) against `base`.
+
+    The old catalog is read at the merge base, the commit `head` forked from, so changes that landed on
+    `base` since then are not mistaken for this branch's changes.
+    """
+    base_id = resolve_ref(repo, base)
+    head_id = resolve_ref(repo, head) if head is not None else None
+    fork = merge_base(repo, base_id, head_id or resolve_ref(repo, "HEAD"), base, head)
+    paths = diff_paths(repo, fork, head_id)
+    old = catalog_at(repo, fork, catalog_path)
+    if head is None:
+        new = load_catalog(repo / repo_relative(repo, catalog_path))
+    else:
+        found = catalog_at(repo, head, catalog_path, check_files=True)
+        if found is None:
+            raise CatalogError(
+                f"{head}: has no {repo_relative(repo, catalog_path)}", hint="pass --head a later revision"
+            )
+        new = found
+    return plan(old, new, paths, source_lookup=source_lookup, now=now)

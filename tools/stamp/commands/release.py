@@ -1,0 +1,76 @@
+"""`stamp release`: build → verify → record → publish per image, parents first; a failure stops its dependants."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from stamp.catalog.load import load_catalog
+from stamp.catalog.results import BuildResult
+from stamp.cloud.sharing import publish
+from stamp.commands.build import build_image
+from stamp.commands.common import catalog_of, report_outcomes, target_of
+from stamp.commands.plan import plan_for
+from stamp.commands.record import ensure_may_record, record_confirmed
+from stamp.commands.verify import verify_result
+from stamp.drivers.layers import Outcome, run_in_layers
+from stamp.errors import (
+    UsageError,
+    VerifyError,
+)
+from stamp.hosts.target import Target
+from stamp.output import say
+
+
+def release_one(catalog_path: Path, name: str, target: Target, *, build_root: Path) -> BuildResult:
+    # Re-read each time: a child builds from the release its parent recorded moments ago.
+    catalog = load_catalog(catalog_path)
+    result = build_image(catalog, name, target, build_root=build_root)
+    verdict = verify_result(catalog, result, target, build_root=build_root)
+    if verdict.verified != "passed":
+        raise VerifyError(
+            f"image '{name}' failed verification: {', '.join(verdict.failed_tests)}; not recorded, not shared",
+            hint=f"JUnit report: {verdict.verify_report}",
+        )
+    (release,) = record_confirmed(catalog_path, [verdict], target)
+    report = publish(load_catalog(catalog_path), target.cloud, [name], dry_run=False)
+    for line in report.lines():
+        print(f"[{name}] publish: {line}", file=sys.stderr)
+    print(f"[{name}] released version {release.version}", file=sys.stderr)
+    return verdict
+
+
+def release_images(
+    catalog_path: Path, names: Sequence[str], target: Target, *, build_root: Path, parallel: int = 1
+) -> list[Outcome]:
+    catalog = load_catalog(catalog_path)
+    ensure_may_record(catalog, target)
+    return run_in_layers(
+        catalog,
+        names,
+        lambda name: release_one(catalog_path, name, target, build_root=build_root),
+        parallel=parallel,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+
+    catalog = catalog_of(args)
+    if args.changed:
+        if args.images:
+            raise UsageError("give image names or --changed, not both")
+        names = plan_for(args, catalog).order()
+        if not names:
+            say("nothing to release: no image has a reason to be rebuilt")
+            return 0
+        say("releasing, in order: " + ", ".join(names))
+    elif args.images:
+        names = catalog.select(args.images or None)
+    else:
+        raise UsageError("name the images to release, or use --changed --base REF")
+    outcomes = release_images(
+        catalog.path, names, target_of(args, catalog), build_root=Path(args.out), parallel=args.parallel
+    )
+    return report_outcomes(outcomes, 3)

@@ -1,0 +1,214 @@
+"""Verification: launch fresh instances of a built AMI, run the image's testinfra tests, always clean up."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from stamp.catalog.load import Catalog
+from stamp.catalog.results import BuildResult, write_result
+from stamp.commands.common import catalog_of, target_of
+from stamp.drivers import proc
+from stamp.drivers.stopping import check_stop
+from stamp.errors import CatalogError, UsageError, VerifyError
+from stamp.hosts.base import Host, Launcher
+from stamp.output import say
+from stamp.tags import VERIFIED, VERIFIED_TAG
+
+if TYPE_CHECKING:
+    from stamp.hosts.target import Target
+
+
+@dataclass(frozen=True)
+class TestReport:
+    total: int
+    failed: tuple[str, ...]
+    junit: Path
+    skipped: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> int:
+        """Tests that ran and passed: a skipped test checked nothing, so it is not counted as passed."""
+        return self.total - len(self.failed) - len(self.skipped)
+
+
+def pytest_args(tests_dir: Path, host: Host, *, ssh_config: Path, junit: Path) -> list[str]:
+    """The pytest command line that runs an image's tests against `host` over a real SSH connection."""
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(tests_dir),
+        f"--hosts=ssh://{host.ssh_user}@{host.ssh_host}:{host.ssh_port}",
+        f"--ssh-config={ssh_config}",
+        f"--junitxml={junit}",
+        "-p",
+        "no:cacheprovider",
+        # The image's tests are not the project's: don't pick up its pytest configuration or rootdir.
+        "-c",
+        "/dev/null",
+        f"--rootdir={tests_dir}",
+        "-q",
+        "--color=no",
+    ]
+
+
+def read_junit(path: Path) -> TestReport:
+    """Count tests and name the failed ones from a JUnit XML report."""
+    try:
+        root = ET.parse(path).getroot()  # noqa: S314 - a report our own pytest run just wrote
+    except (OSError, ET.ParseError) as exc:
+        raise VerifyError(f"no readable test report at {path}: {exc}") from None
+    total = 0
+    failed: list[str] = []
+    skipped: list[str] = []
+    for case in root.iter("testcase"):
+        total += 1
+        name = f"{case.get('classname', '')}::{case.get('name', '')}"
+        if case.find("failure") is not None or case.find("error") is not None:
+            failed.append(name)
+        elif case.find("skipped") is not None:
+            skipped.append(name)
+    return TestReport(total, tuple(failed), path, tuple(skipped))
+
+
+@contextmanager
+def launched(
+    launcher: Launcher, ami_id: str, *, names: Sequence[str], ssh_user: str, build_id: str
+) -> Iterator[list[Host]]:
+    """Instances that are terminated whatever happens, Ctrl-C included."""
+    hosts: list[Host] = []
+    try:
+        for name in names:
+            hosts.append(launcher.launch(ami_id, name=name, ssh_user=ssh_user, labels={"stamp:build-id": build_id}))
+        yield hosts
+    finally:
+        for host in hosts:
+            launcher.terminate(host)
+
+
+def identity_problems(launcher: Launcher, hosts: Sequence[Host]) -> list[str]:
+    """Instances stamped from one image must not share SSH host keys or a machine ID."""
+    keys = [launcher.run(h, "cat /etc/ssh/ssh_host_*_key.pub | sort | sha256sum") for h in hosts]
+    machine_ids = [launcher.run(h, "cat /etc/machine-id") for h in hosts]
+    problems = []
+    if len(set(keys)) < len(keys):
+        problems.append("two instances of the image have the same SSH host keys (remove them at build end)")
+    if len(set(machine_ids)) < len(machine_ids) or any(not m.strip() for m in machine_ids):
+        problems.append("two instances of the image share /etc/machine-id (truncate it at build end)")
+    return problems
+
+
+def verify_ami(
+    launcher: Launcher,
+    *,
+    image: str,
+    ami_id: str,
+    tests_dir: Path,
+    report_dir: Path,
+    ssh_user: str,
+    build_id: str,
+) -> TestReport:
+    """Launch two instances of `ami_id`, run the tests on the first, check they differ in identity."""
+    junit = report_dir / "verify-junit.xml"
+    junit.unlink(missing_ok=True)
+    started = time.monotonic()
+    names = [f"stamp-verify-{build_id}-{i}" for i in (1, 2)]
+    with launched(launcher, ami_id, names=names, ssh_user=ssh_user, build_id=build_id) as hosts:
+        print(f"[{image}] verifying {ami_id}: {tests_dir} against {hosts[0].instance_id}", file=sys.stderr)
+        proc.run_logged(
+            pytest_args(tests_dir, hosts[0], ssh_config=launcher.ssh_config, junit=junit),
+            log=report_dir / "verify.log",
+            prefix=f"[{image} verify] ",
+            check=False,
+        )
+        identity = identity_problems(launcher, hosts)
+    report = read_junit(junit)
+    failed = report.failed + tuple(f"stamp::instance-identity: {p}" for p in identity)
+    if report.total == 0:
+        failed += (f"stamp::no-tests: no tests ran from {tests_dir}",)
+    report = TestReport(report.total + 1, failed, junit, report.skipped)
+    for name in report.skipped:
+        print(f"[{image}] skipped (checked nothing): {name}", file=sys.stderr)
+    print(
+        f"[{image}] {report.passed}/{report.total} checks passed"
+        + (f", {len(report.skipped)} skipped" if report.skipped else "")
+        + f" in {time.monotonic() - started:.1f} s",
+        file=sys.stderr,
+    )
+    return report
+
+
+def verify_result(catalog: Catalog, result: BuildResult, target: Target, *, build_root: Path) -> BuildResult:
+    """Verify a build on fresh instances and store the verdict in its result.json."""
+    # Imported here: the launchers depend on this module's Host and Launcher.
+    from stamp.hosts.launchers import launcher_for
+
+    image = catalog.images[result.image]
+    check_stop(image.name, result.build_id)
+    if image.tests is None:
+        raise CatalogError(
+            f"image '{image.name}' has no `tests` folder; stamp does not record unverified images",
+            hint=f"add images/{image.name}/tests with testinfra tests and set images.{image.name}.tests",
+        )
+    tick = time.monotonic()
+    report = verify_ami(
+        launcher_for(target, image),
+        image=image.name,
+        ami_id=result.amis[image.regions[0]],
+        tests_dir=catalog.root / image.tests,
+        report_dir=build_root / image.name,
+        ssh_user=image.ssh_username,
+        build_id=result.build_id,
+    )
+    verdict = BuildResult.model_validate(
+        result.model_dump()
+        | {
+            "verified": "failed" if report.failed else "passed",
+            "failed_tests": list(report.failed),
+            "verify_report": _repo_relative(report.junit, catalog.root),
+            "timings": result.timings | {"verify": round(time.monotonic() - tick, 2)},
+        }
+    )
+    if not report.failed:
+        # The tag is what `stamp record` trusts, not result.json, which anyone with the workspace can edit.
+        for region, ami_id in sorted(result.amis.items()):
+            target.cloud.create_tags(region, [ami_id], {VERIFIED_TAG: VERIFIED})
+    write_result(build_root, verdict)
+    # Stopped while the tests ran: the verdict is kept, but nothing after verification (record, publish) runs.
+    check_stop(image.name, result.build_id)
+    return verdict
+
+
+def _repo_relative(path: Path, root: Path) -> str:
+    resolved = path.resolve()
+    return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(resolved)
+
+
+def run(args: argparse.Namespace) -> int:
+    from stamp.catalog.results import read_result
+
+    catalog = catalog_of(args)
+    name = catalog.select([args.image])[0]
+    build_root = Path(args.out)
+    result = read_result(build_root, name)
+    if args.ami and args.ami not in result.amis.values():
+        raise UsageError(f"--ami {args.ami} is not an AMI of the last build of '{name}'", hint="omit --ami")
+    verdict = verify_result(catalog, result, target_of(args, catalog), build_root=build_root)
+    if verdict.failed_tests:
+        for test in verdict.failed_tests:
+            say(f"  FAILED {test}")
+        raise VerifyError(
+            f"image '{name}' failed verification ({len(verdict.failed_tests)} failed); it stays unrecorded and"
+            " unshared",
+            hint=f"JUnit report: {verdict.verify_report}",
+        )
+    say(f"{name}: verification passed ({verdict.verify_report})")
+    return 0

@@ -1,0 +1,1 @@
+"""Drivers of outside tools and OS facilities: Packer, processes, ssh, git, signals, locks, run directories."""

@@ -1,0 +1,232 @@
+"""A small typed wrapper of the `packer` CLI: version, fmt, validate, console, build, and the manifest it writes."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from stamp.drivers import proc
+from stamp.drivers.hcl import BUILD_VARIABLES, PLUGINS_FILE
+from stamp.errors import BuildError, ProcessError
+
+PACKER = "packer"
+INSTALL_HINT = (
+    "install Packer: `apt-get install packer` on Debian and Ubuntu, or HashiCorp's packer package for your "
+    "platform; stamp works with 1.6.6 and later"
+)
+# Packer reads AWS_MAX_ATTEMPTS as its waiter attempt count, where boto3 reads API retries (FACTS); the
+# template's aws_polling block is the one place polling is set. A blank value is what Go's os.Getenv gives
+# for an unset one, and proc.run can only add to the environment, not remove from it.
+BLANKED = ("AWS_MAX_ATTEMPTS", "AWS_POLL_DELAY_SECONDS")
+# No call home for a version check: these machines may have no internet, and builds must not depend on it.
+QUIET = {"CHECKPOINT_DISABLE": "1"}
+
+# `packer version` answers at once; a Packer that hangs here is broken, and every command would hang with it.
+VERSION_TIMEOUT = 30.0
+
+_VERSION = re.compile(r"(?:Packer v|^v?)(\d+)\.(\d+)\.(\d+)", re.MULTILINE)
+
+
+def packer_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment entries every Packer run gets on top of stamp's own."""
+    return {**QUIET, **(env or {}), **dict.fromkeys(BLANKED, "")}
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    match = _VERSION.search(text)
+    if match is None:
+        raise BuildError(f"cannot read Packer's version from {text.strip()[:200]!r}", hint=INSTALL_HINT)
+    major, minor, patch = (int(part) for part in match.groups())
+    return major, minor, patch
+
+
+def detect_version(env: Mapping[str, str] | None = None) -> tuple[int, int, int]:
+    """The installed Packer's version; a clear BuildError when there is none."""
+    try:
+        done = proc.run([PACKER, "version"], env=packer_env(env), echo=False, timeout=VERSION_TIMEOUT)
+    except ProcessError as exc:
+        if exc.returncode == 127:
+            raise BuildError("packer is not installed (not found on PATH)", hint=INSTALL_HINT) from None
+        if exc.timed_out:
+            raise BuildError(
+                f"`packer version` did not answer within {VERSION_TIMEOUT:g} s; it was stopped",
+                hint=f"check the `packer` found on PATH (`command -v packer`); {INSTALL_HINT}",
+            ) from None
+        raise BuildError(f"`packer version` failed (exit {exc.returncode}): {exc.stderr.strip()}") from None
+    return parse_version(done.stdout + done.stderr)
+
+
+def init(directory: Path, env: Mapping[str, str] | None = None) -> bool:
+    """`packer init .` where the render asks for plugins (Packer 1.7+); False, and nothing run, where it does not."""
+    if not (directory / PLUGINS_FILE).exists():
+        return False
+    try:
+        proc.run([PACKER, "init", "."], cwd=directory, env=packer_env(env), timeout=600)
+    except ProcessError as exc:
+        raise BuildError(
+            f"`packer init` failed in {directory}: {_one_line(exc.stderr or exc.stdout)}",
+            hint="it downloads the amazon plugin: it needs the network, or a plugin already in Packer's plugin folder",
+        ) from None
+    return True
+
+
+def fmt_check(directory: Path, env: Mapping[str, str] | None = None) -> list[str]:
+    """Files in `directory` that `packer fmt` would rewrite (names relative to it); empty when all are canonical."""
+    done = proc.run([PACKER, "fmt", "-check", "."], cwd=directory, env=packer_env(env), check=False, timeout=120)
+    if done.returncode == 0:
+        return []
+    if done.returncode == 3:  # Packer's "some files need formatting"; it lists them on stdout.
+        return sorted(line.strip() for line in done.stdout.splitlines() if line.strip())
+    raise BuildError(
+        f"`packer fmt -check` failed in {directory} (exit {done.returncode}): {_one_line(done.stderr or done.stdout)}"
+    )
+
+
+def validate(
+    directory: Path, env: Mapping[str, str] | None = None, *, variables: Mapping[str, str] | None = None
+) -> list[str]:
+    """Problems `packer validate` finds in `directory`, one line each; empty when the template is valid."""
+    args = [PACKER, "validate", *var_args(variables or {}), "."]
+    done = proc.run(args, cwd=directory, env=packer_env(env), check=False, timeout=300)
+    if done.returncode == 0:
+        return []
+    problems = split_problems(done.stderr + "\n" + done.stdout)
+    return problems or [f"packer validate failed (exit {done.returncode}) with no message"]
+
+
+def evaluate(
+    directory: Path,
+    expression: str,
+    env: Mapping[str, str] | None = None,
+    *,
+    variables: Mapping[str, str] | None = None,
+) -> str:
+    """What Packer makes of one HCL expression in `directory`'s configuration (`packer console`).
+
+    Packer 1.6.6's console reads its input to the end and answers only the last line, so ask one thing.
+    """
+    if "\n" in expression:
+        raise ValueError("packer console answers one line: pass a single expression")
+    args = [PACKER, "console", *var_args(variables or {}), "."]
+    try:
+        done = proc.run(args, cwd=directory, env=packer_env(env), input_text=expression + "\n", timeout=120)
+    except ProcessError as exc:
+        raise BuildError(f"`packer console` failed in {directory}: {_one_line(exc.stderr or exc.stdout)}") from None
+    return done.stdout.rstrip("\n")
+
+
+def build(
+    directory: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    var_files: Iterable[Path] = (),
+    vars: Mapping[str, str] | None = None,
+    log: Path,
+    image: str | None = None,
+) -> None:
+    """`packer build` inside `directory`: *.auto.pkrvars.json files load only when Packer is given a folder."""
+    name = image or directory.name
+    args = [PACKER, *build_args(var_files=var_files, variables=vars or {})]
+    try:
+        proc.run_logged(args, log=log, prefix=f"[{name}] ", cwd=directory, env=packer_env(env))
+    except ProcessError as exc:
+        if exc.returncode == 127:
+            raise BuildError("packer is not installed (not found on PATH)", hint=INSTALL_HINT) from None
+        raise BuildError(
+            f"packer build of image '{name}' failed (exit {exc.returncode}): {_last_error(exc.stdout)}",
+            hint=f"the full log is in {log}",
+        ) from None
+
+
+def build_args(*, var_files: Iterable[Path] = (), variables: Mapping[str, str]) -> list[str]:
+    """The arguments after `packer` for a build run inside the rendered folder."""
+    # Absolute, because Packer runs in the build folder and a relative path would be read from there.
+    files = [f"-var-file={Path(path).resolve()}" for path in var_files]
+    return ["build", "-color=false", "-timestamp-ui", *files, *var_args(variables), "."]
+
+
+def var_args(variables: Mapping[str, str]) -> list[str]:
+    unknown = sorted(set(variables) - set(BUILD_VARIABLES))
+    if unknown:
+        raise ValueError(f"not a build-time template variable: {', '.join(unknown)} (known: {BUILD_VARIABLES})")
+    return [f"-var={key}={variables[key]}" for key in sorted(variables)]
+
+
+def read_manifest(path: Path, *, build_id: str | None = None) -> dict[str, str]:
+    """Region → AMI ID from the manifest post-processor's entry for Packer's last run.
+
+    The post-processor appends one entry per run; only `last_run_uuid` says which is this one. With
+    `build_id`, an entry carrying another build's ID (a stale manifest after a failed run) is refused.
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BuildError(
+            f"{path}: no Packer manifest; the build did not get as far as creating an image",
+            hint="see the build log next to it",
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise BuildError(f"{path}: not a readable Packer manifest: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("builds"), list):
+        raise BuildError(f"{path}: not a Packer manifest (no `builds` list)")
+    run_uuid = data.get("last_run_uuid")
+    entries: list[dict[str, Any]] = [
+        entry for entry in data["builds"] if isinstance(entry, dict) and entry.get("packer_run_uuid") == run_uuid
+    ]
+    if not run_uuid or not entries:
+        raise BuildError(f"{path}: no build entry for the last run ({run_uuid!r})")
+    amis: dict[str, str] = {}
+    for entry in entries:
+        found = entry.get("custom_data") or {}
+        if build_id is not None and found.get("build_id") != build_id:
+            raise BuildError(
+                f"{path}: the last run is build {found.get('build_id')!r}, not {build_id!r}",
+                hint="the manifest is left over from an earlier build; this one made no image",
+            )
+        for region, ami in parse_artifact_id(str(entry.get("artifact_id", ""))).items():
+            if amis.get(region, ami) != ami:
+                raise BuildError(f"{path}: two AMIs for {region} in one run: {amis[region]} and {ami}")
+            amis[region] = ami
+    return dict(sorted(amis.items()))
+
+
+def parse_artifact_id(artifact_id: str) -> dict[str, str]:
+    """`us-east-1:ami-1,eu-west-1:ami-2` → {region: AMI ID}."""
+    amis: dict[str, str] = {}
+    for part in artifact_id.split(","):
+        region, sep, ami = part.strip().partition(":")
+        if not sep or not region or not ami.startswith("ami-"):
+            raise BuildError(f"unexpected artifact ID from Packer: {artifact_id!r} (want region:ami-…,…)")
+        amis[region] = ami
+    return amis
+
+
+def split_problems(output: str) -> list[str]:
+    """Packer's error blocks (`Error: …` and its detail lines, wrapped at 80 columns), one line each."""
+    problems: list[list[str]] = []
+    for raw in output.splitlines():
+        line = raw.strip()
+        if raw.startswith("Error:"):
+            problems.append([])
+            line = line.removeprefix("Error:").strip()
+        if not problems or not line or line in _NOISE or _COUNT.match(line):
+            continue
+        problems[-1].append(line)
+    return [" ".join(parts) for parts in problems if parts]
+
+
+_NOISE = {"(source code not available)"}
+_COUNT = re.compile(r"^\d+ error\(s\) occurred:$")
+
+
+def _last_error(output: str) -> str:
+    errors = [line.strip() for line in output.splitlines() if "error" in line.lower()]
+    return errors[-1] if errors else _one_line(output)
+
+
+def _one_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"

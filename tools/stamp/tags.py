@@ -1,0 +1,28 @@
+"""Every tag stamp writes on cloud resources, and what each one means (docs/custody.md has the table)."""
+
+from __future__ import annotations
+
+# On everything a build creates (Packer's run_tags, tags and snapshot_tags; stamp's own key pair and group):
+# how the janitor finds what a killed build left, and how record knows an AMI is the result's.
+BUILD_ID_TAG = "stamp:build-id"
+# Every AMI a build registers names its image: how publish finds the AMIs of an image that left the catalog.
+IMAGE_TAG = "stamp:image"
+# The vendor or parent AMI Packer started from, as Packer itself resolved it.
+SOURCE_AMI_TAG = "stamp:source-ami"
+# Set by `stamp verify` on every AMI of a build whose tests passed; `stamp record` refuses AMIs without it.
+VERIFIED_TAG = "stamp:verified"
+VERIFIED = "passed"
+# Set by `stamp revoke` on every AMI of a revoked release; `stamp publish` refuses to share an AMI that has it,
+# whatever the catalog says, so reverting the catalog does not undo a revocation.
+REVOKED_TAG = "stamp:revoked"
+# Written on every AMI prune deprecates. It is stamp's grace clock on AWS too (one tag read from the
+# DescribeImages answer prune makes anyway), and the only deprecation mark where the endpoint has no
+# EnableImageDeprecation (moto answers HTTP 500).
+DEPRECATED_AT_TAG = "stamp:deprecated-at"
+# EC2 tag values hold at most 256 characters.
+TAG_VALUE_MAX = 256
+
+
+def run_tags(image: str, build_id: str) -> dict[str, str]:
+    """The tags the Packer template's `run_tags` put on what a build creates."""
+    return {BUILD_ID_TAG: build_id, IMAGE_TAG: image}
