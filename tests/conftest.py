@@ -13,7 +13,10 @@ import pytest
 from fakes import FakeCloud
 from scoreboard import ROWS, Scoreboard
 from stamp import clock
+from stamp.catalog.load import Catalog
 from stamp.cloud.aws import AwsCloud
+from stamp.hosts.local import LocalTarget
+from stamp.hosts.target import target_for
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -129,3 +132,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(
             f"{row:<{width}} {_SCOREBOARD.tried[row]:>6}   {labels.get(row, 'failures'):<28} {bad:>5}  0 {verdict}"
         )
+
+
+def local_target(catalog: Catalog) -> LocalTarget:
+    """The local cloud for `catalog`'s repository (started or reused), typed as what it is."""
+    target = target_for("local", catalog)
+    assert isinstance(target, LocalTarget)
+    return target

@@ -279,7 +279,10 @@ class _Raw:
 
 
 def _throttle(times: int) -> tuple[list[int], Any]:
-    """A before-send hook answering RequestLimitExceeded `times` times (FACTS: moto never throttles)."""
+    """A before-send hook answering RequestLimitExceeded `times` times.
+
+    moto never throttles, so retries are tested this way (docs/facts.md, moto gaps).
+    """
     from botocore.awsrequest import AWSResponse, HTTPHeaders
 
     seen = [0]

@@ -152,9 +152,9 @@ def test_a_dirty_result_passes_custody_on_the_local_cloud() -> None:
     amis = {region: cloud.add_image(region, "web-9").ami_id for region in REGIONS}
     for region, ami_id in amis.items():
         cloud.create_tags(region, [ami_id], {BUILD_ID_TAG: "web-20261127110000-abcdef", VERIFIED_TAG: VERIFIED})
-    confirm_custody(cloud, [_result(amis, dirty=True)], cloud_kind="local")
+    confirm_custody(cloud, [_result(amis, dirty=True)], accept_dirty=True)
     with pytest.raises(PolicyError, match="uncommitted"):
-        confirm_custody(cloud, [_result(amis, dirty=True)], cloud_kind="aws")
+        confirm_custody(cloud, [_result(amis, dirty=True)], accept_dirty=False)
 
 
 # -- revocations that stick ---------------------------------------------------------------------------------

@@ -28,7 +28,8 @@ from stamp.catalog.results import BuildResult, write_result
 from stamp.cli import main
 from stamp.drivers.buildlock import lock_path
 from stamp.errors import BuildError
-from stamp.hosts.target import CloudKind, Target
+from stamp.hosts.base import CloudKind, Target
+from stamp.hosts.ec2 import Ec2Target
 from stamp.local import cloud as local_cloud
 from stamp.local.engine import Engine
 from stamp.tags import BUILD_ID_TAG, VERIFIED, VERIFIED_TAG
@@ -90,7 +91,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeCloud:
     cloud = FakeCloud()
 
     def target_for(kind: CloudKind, catalog: Any) -> Target:
-        return Target(kind, cloud)
+        return Ec2Target(cloud)
 
     monkeypatch.setattr(stamp.hosts.target, "target_for", target_for)
     return cloud
@@ -137,16 +138,18 @@ CHILD = """\
 import json, os, resource, signal, sys
 sys.path.insert(0, {tests!r})
 from fakes import FakeCloud
+import stamp.hosts.ec2
 import stamp.hosts.target
 from stamp.tags import BUILD_ID_TAG, VERIFIED, VERIFIED_TAG
 from stamp.cli import main
+from stamp.hosts.ec2 import Ec2Target
 
 result = json.load(open({result!r}))
 cloud = FakeCloud()
 tags = {{BUILD_ID_TAG: result["build_id"], VERIFIED_TAG: VERIFIED}}
 for region, ami_id in result["amis"].items():
     cloud.add_image(region, "web", ami_id=ami_id, tags=tags)
-stamp.hosts.target.target_for = lambda kind, catalog: stamp.hosts.target.Target(kind, cloud)
+stamp.hosts.target.target_for = lambda kind, catalog: stamp.hosts.ec2.Ec2Target(cloud)
 {setup}
 sys.exit(main({argv!r}))
 """

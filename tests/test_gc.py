@@ -20,7 +20,7 @@ from stamp.cloud.protocol import ImageDetails, Instance, TaggedResource
 from stamp.commands.build import new_build_id
 from stamp.commands.gc import GcReport, build_id_time, find_leftovers, format_age, parse_age, remove_leftovers
 from stamp.errors import CloudError, UsageError
-from stamp.hosts.target import Target
+from stamp.hosts.ec2 import Ec2Target
 from stamp.tags import BUILD_ID_TAG, VERIFIED, VERIFIED_TAG
 
 REGIONS = ("us-east-1", "eu-west-1")
@@ -329,7 +329,7 @@ def test_stamp_gc_prints_one_line_per_resource_and_a_count_and_keeps_releases(
     released = _leave(aws, make_ami, "us-east-1", "base-20261101000000-aaaaaa", "released")
     leftover = _leave(aws, make_ami, "eu-west-1", OLD_BUILD, "leftover")
     catalog = _catalog_with_release(tmp_path, released.ami)
-    monkeypatch.setattr("stamp.hosts.target.target_for", lambda kind, catalog: Target("aws", aws))
+    monkeypatch.setattr("stamp.hosts.target.target_for", lambda kind, catalog: Ec2Target(aws))
 
     assert cli.main(["gc", "--catalog", str(catalog), "--older-than", "2h", "--dry-run"]) == 0
     dry = capsys.readouterr().err.splitlines()

@@ -13,7 +13,7 @@ from mypy_boto3_ec2 import EC2Client
 from stamp.drivers import proc
 from stamp.errors import CloudError
 from stamp.local import (
-    Instance,
+    Container,
     LocalCloud,
     SeedImage,
     aws_env,
@@ -72,7 +72,7 @@ def ec2(cloud: LocalCloud, region: str) -> EC2Client:
     )
 
 
-def ssh(cloud: LocalCloud, instance: Instance, command: str) -> str:
+def ssh(cloud: LocalCloud, instance: Container, command: str) -> str:
     return proc.run(ssh_command(cloud, instance, command), timeout=60).stdout.strip()
 
 
@@ -122,7 +122,7 @@ def test_created_and_copied_images_are_ebs_backed(cloud: LocalCloud) -> None:
 
 
 @pytest.fixture(scope="module")
-def two_instances(cloud: LocalCloud) -> Iterator[tuple[Instance, Instance]]:
+def two_instances(cloud: LocalCloud) -> Iterator[tuple[Container, Container]]:
     started = time.monotonic()
     first = launch(
         cloud,
@@ -142,7 +142,7 @@ def two_instances(cloud: LocalCloud) -> Iterator[tuple[Instance, Instance]]:
 
 
 def test_launched_instance_is_like_the_vendor_image(
-    cloud: LocalCloud, two_instances: tuple[Instance, Instance]
+    cloud: LocalCloud, two_instances: tuple[Container, Container]
 ) -> None:
     first, _ = two_instances
     assert first.ssh_host == "127.0.0.1"
@@ -155,7 +155,7 @@ def test_launched_instance_is_like_the_vendor_image(
 
 
 def test_each_instance_has_its_own_host_keys_and_machine_id(
-    cloud: LocalCloud, two_instances: tuple[Instance, Instance]
+    cloud: LocalCloud, two_instances: tuple[Container, Container]
 ) -> None:
     first, second = two_instances
     keys = "cat /etc/ssh/ssh_host_ed25519_key.pub"
@@ -165,7 +165,7 @@ def test_each_instance_has_its_own_host_keys_and_machine_id(
     assert ids[0] != ids[1]
 
 
-def test_list_instances_filters_by_labels(cloud: LocalCloud, two_instances: tuple[Instance, Instance]) -> None:
+def test_list_instances_filters_by_labels(cloud: LocalCloud, two_instances: tuple[Container, Container]) -> None:
     ids = {instance.container_id for instance in two_instances}
     assert set(list_instances(cloud, {"stamp.test": "pair"})) == ids
     assert ids <= set(list_instances(cloud))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, MakeAmi
+from conftest import REPO, MakeAmi, local_target
 from fakes import FakeCloud
 from stamp import cli, local
 from stamp.catalog.load import load_catalog
@@ -29,10 +29,10 @@ from stamp.drivers import packer, runfiles
 from stamp.drivers.ssh import ssh_config_text
 from stamp.errors import BuildError, CloudError
 from stamp.hosts.base import Host
-from stamp.hosts.launchers import AwsLauncher, LocalLauncher, launcher_for
-from stamp.hosts.target import Target, target_for
+from stamp.hosts.ec2 import AwsLauncher, Ec2Target
+from stamp.hosts.local import LocalLauncher
 from stamp.local.cloud import ensure_ssh_key
-from stamp.local.instances import Instance
+from stamp.local.instances import Container
 
 VENDOR_OWNER = "136693071363"
 
@@ -164,7 +164,7 @@ def test_stamp_gc_removes_the_run_dirs_of_killed_processes_and_keeps_live_ones_a
 ) -> None:
     shutil.copytree(REPO / "tests" / "fixtures" / "catalog", tmp_path / "repo")
     catalog = str(tmp_path / "repo" / "good.yaml")
-    monkeypatch.setattr("stamp.hosts.target.target_for", lambda kind, catalog: Target("aws", aws))
+    monkeypatch.setattr("stamp.hosts.target.target_for", lambda kind, catalog: Ec2Target(aws))
     killed = _killed_run_dir()
     # A pid now used by another process (this one): its start time is not the one the directory recorded.
     reused = runtime_dir / f"{runfiles.PREFIX}reused"
@@ -253,9 +253,9 @@ def test_a_builds_private_key_is_in_a_private_run_dir_never_under_build_and_gone
 
     if fails:
         with pytest.raises(BuildError):
-            build_image(catalog, "base", Target("aws", cloud), build_root=build_root)
+            build_image(catalog, "base", Ec2Target(cloud), build_root=build_root)
     else:
-        build_image(catalog, "base", Target("aws", cloud), build_root=build_root)
+        build_image(catalog, "base", Ec2Target(cloud), build_root=build_root)
 
     assert spy.key is not None
     assert not spy.key.is_relative_to(build_root.resolve()) and spy.key.parent.parent == runtime_dir
@@ -271,7 +271,7 @@ def test_aws_verification_keys_are_never_under_build_and_go_with_the_last_instan
     shutil.copytree(REPO / "tests" / "fixtures" / "catalog", tmp_path / "repo")
     image = load_catalog(tmp_path / "repo" / "good.yaml").images["base"]
     ami_id = make_ami("us-east-1", "base-verify")
-    launcher = launcher_for(Target("aws", aws), image)
+    launcher = Ec2Target(aws).launcher(image)
     assert isinstance(launcher, AwsLauncher)
     seen: list[tuple[Path, int]] = []
 
@@ -317,13 +317,13 @@ def test_local_verification_ssh_config_is_in_a_private_run_dir_that_goes_with_th
     )
     started: list[str] = []
 
-    def fake_launch(cloud: local.LocalCloud, ami_id: str, *, name: str, ssh_user: str, **_: object) -> Instance:
+    def fake_launch(cloud: local.LocalCloud, ami_id: str, *, name: str, ssh_user: str, **_: object) -> Container:
         started.append(name)
-        return Instance(f"c-{name}", name, ami_id, "127.0.0.1", 40022, ssh_user)
+        return Container(f"c-{name}", name, ami_id, "127.0.0.1", 40022, ssh_user)
 
-    monkeypatch.setattr("stamp.hosts.launchers.local.launch", fake_launch)
+    monkeypatch.setattr("stamp.hosts.local.local.launch", fake_launch)
     monkeypatch.setattr(
-        "stamp.hosts.launchers.local.terminate", lambda cloud, container_id: started.remove(container_id[2:])
+        "stamp.hosts.local.local.terminate", lambda cloud, container_id: started.remove(container_id[2:])
     )
     launcher = LocalLauncher(cloud)
     with launched(launcher, "ami-1", names=["a", "b"], ssh_user="admin", build_id="x") as hosts:
@@ -374,7 +374,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             check=True,
             capture_output=True,
         )
-    target = target_for("local", load_catalog(root / "catalog.yaml"))
+    target = local_target(load_catalog(root / "catalog.yaml"))
     try:
         yield root
     finally:

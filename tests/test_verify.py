@@ -11,7 +11,7 @@ from stamp.cloud.aws import AwsCloud
 from stamp.commands.verify import launched, pytest_args, read_junit
 from stamp.errors import VerifyError
 from stamp.hosts.base import Host
-from stamp.hosts.launchers import AwsLauncher
+from stamp.hosts.ec2 import AwsLauncher
 
 JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 <testsuites><testsuite name="pytest" errors="0" failures="1" tests="3">

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import local_target
 from stamp import local
 from stamp.catalog.load import load_catalog
 from stamp.cli import main
@@ -21,7 +22,7 @@ from stamp.commands.launch import launch_instances
 from stamp.commands.record import WORKSPACE_MARKER
 from stamp.commands.release import release_images
 from stamp.drivers.layers import Outcome
-from stamp.hosts.target import Target, target_for
+from stamp.hosts.local import LocalTarget
 from stamp.tags import VERIFIED, VERIFIED_TAG
 
 pytestmark = pytest.mark.e2e
@@ -35,7 +36,7 @@ def test_this_image_has_a_file_nobody_installed(host):
 @dataclass(frozen=True)
 class Pipeline:
     workspace: Path
-    target: Target
+    target: LocalTarget
     outcomes: list[Outcome]
     catalog_before: str
 
@@ -60,7 +61,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     _git(workspace, "-c", "user.name=t", "-c", "user.email=t@t.invalid", "commit", "-qm", "init")
     catalog_path = workspace / "catalog.yaml"
     before = catalog_path.read_text()
-    target = target_for("local", load_catalog(catalog_path))
+    target = local_target(load_catalog(catalog_path))
     try:
         outcomes = release_images(catalog_path, ["base", "web"], target, build_root=workspace / "build", parallel=2)
         yield Pipeline(workspace, target, outcomes, before)

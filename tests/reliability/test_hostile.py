@@ -25,6 +25,7 @@ from stamp.catalog import yamlsafe
 from stamp.catalog.results import BuildResult, write_result
 from stamp.cli import BUG_EXIT_CODE, main
 from stamp.drivers.hcl import HCL_FILE, VARS_FILE
+from stamp.hosts.ec2 import Ec2Target
 from test_catalog import BAD_CASES, GOOD
 from test_render import FIELDS, PATH_FIELDS, PAYLOADS, _benign
 
@@ -465,7 +466,7 @@ def test_deep_nesting_in_a_real_process(guard: Guard) -> None:
     assert "Traceback" not in done.stderr and not (guard.repo / "build").exists()
 
 
-# -- every SPEC §2 rule, through the CLI ---------------------------------------------------------------------
+# -- every catalog rule (docs/contract.md, Catalog format), through the CLI ----------------------------------
 
 
 @pytest.mark.parametrize("case", sorted(BAD_CASES))
@@ -762,11 +763,10 @@ def trust(monkeypatch: pytest.MonkeyPatch) -> Callable[[BuildResult], BuildResul
     """Makes the CLI's cloud one (in memory) where a result's AMIs exist, owned and tagged as `stamp verify`
     leaves them, so record's cloud checks (tests/test_custody.py) pass and the catalog edit is what is tested."""
     from fakes import FakeCloud, FakeImage
-    from stamp.hosts.target import Target
     from stamp.tags import BUILD_ID_TAG, VERIFIED, VERIFIED_TAG
 
     cloud = FakeCloud()
-    monkeypatch.setattr("stamp.hosts.target.target_for", lambda kind, _catalog: Target(kind, cloud))
+    monkeypatch.setattr("stamp.hosts.target.target_for", lambda kind, _catalog: Ec2Target(cloud))
 
     def trusted(result: BuildResult) -> BuildResult:
         for region, ami_id in result.amis.items():

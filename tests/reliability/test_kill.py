@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, local_target
 from fakes import FakeCloud
 from scoreboard import Scoreboard
 from stamp import local
@@ -33,7 +33,9 @@ from stamp.drivers import runfiles
 from stamp.drivers.layers import run_in_layers
 from stamp.drivers.stopping import clear_stop, is_stopping, stop_builds
 from stamp.errors import BuildError, Terminated, UsageError
-from stamp.hosts.target import Target, target_for
+from stamp.hosts.base import Target
+from stamp.hosts.ec2 import Ec2Target
+from stamp.hosts.local import LocalTarget
 from stamp.local.baseimage import image_exists
 
 REGIONS = ("us-east-1", "eu-west-1")
@@ -69,7 +71,7 @@ BUILD_ID = re.compile(r"build (kit-\d{14}-[0-9a-f]+)")
 @dataclass(frozen=True)
 class Workspace:
     root: Path
-    target: Target
+    target: LocalTarget
 
     @property
     def catalog_path(self) -> Path:
@@ -120,7 +122,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
     _git(root, "init", "-q", "-b", "main")
     _git(root, "-c", "user.name=t", "-c", "user.email=t@t.invalid", "add", "-A")
     _git(root, "-c", "user.name=t", "-c", "user.email=t@t.invalid", "commit", "-qm", "init")
-    target = target_for("local", load_catalog(root / "catalog.yaml"))
+    target = local_target(load_catalog(root / "catalog.yaml"))
     try:
         yield Workspace(root, target)
     finally:
@@ -139,7 +141,7 @@ def _tag(tags: Sequence[Mapping[str, Any]] | None) -> str:
     return next((str(t.get("Value", "")) for t in tags or [] if t["Key"] == "stamp:build-id"), "")
 
 
-def _inventory(target: Target) -> set[Thing]:
+def _inventory(target: LocalTarget) -> set[Thing]:
     """Everything in moto a build could have made (live instances, own images and snapshots, key pairs,
     security groups other than the default ones, volumes) and the local cloud's containers."""
     assert isinstance(target.cloud, AwsCloud) and target.local is not None
@@ -173,12 +175,12 @@ def _inventory(target: Target) -> set[Thing]:
     return found
 
 
-def _containers_of(target: Target, build_id: str) -> list[str]:
+def _containers_of(target: LocalTarget, build_id: str) -> list[str]:
     assert target.local is not None
     return local.list_instances(target.local, {"stamp:build-id": build_id})
 
 
-def _new_since(before: set[Thing], target: Target) -> set[Thing]:
+def _new_since(before: set[Thing], target: LocalTarget) -> set[Thing]:
     return {thing for thing in _inventory(target) if (thing.kind, thing.resource_id) not in _keys(before)}
 
 
@@ -253,7 +255,7 @@ def _wait_for_container(ws: Workspace, build_id: str) -> None:
 
 def _gc(ws: Workspace) -> None:
     catalog = load_catalog(ws.catalog_path)
-    report = collect_garbage(catalog, ws.cloud, local_cloud=ws.local, older_than=None, now=utc_now(), dry_run=False)
+    report = collect_garbage(catalog, ws.target, older_than=None, now=utc_now(), dry_run=False)
     report.raise_for_failures()
     # What `stamp gc` also does: the private run directories (SSH keys) of runs killed with SIGKILL.
     runfiles.remove_stale_run_dirs()
@@ -432,7 +434,7 @@ def fake_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Catalog
     fake = FakePacker(cloud)
     monkeypatch.setattr("stamp.commands.build.packer.detect_version", lambda *a, **k: (1, 6, 6))
     monkeypatch.setattr("stamp.commands.build.packer.build", fake.build)
-    return catalog, Target("aws", cloud), fake
+    return catalog, Ec2Target(cloud), fake
 
 
 def test_packer_gets_a_key_pair_and_security_group_tagged_with_the_build_id_and_both_go_afterwards(

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import local_target
 from scoreboard import Scoreboard
 from stamp import local
 from stamp.catalog.load import load_catalog
@@ -24,7 +25,7 @@ from stamp.cloud.aws import AwsCloud
 from stamp.commands.build import build_image
 from stamp.commands.gc import collect_garbage
 from stamp.errors import BuildError
-from stamp.hosts.target import Target, target_for
+from stamp.hosts.local import LocalTarget
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-2")
 REFUSED = "eu-west-1"
@@ -115,7 +116,7 @@ _HOP_HEADERS = {"content-length", "transfer-encoding", "connection", "server", "
 @dataclass(frozen=True)
 class Workspace:
     root: Path
-    target: Target
+    target: LocalTarget
     proxy: RefusingProxy
 
     @property
@@ -137,7 +138,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
             check=True,
             capture_output=True,
         )
-    target = target_for("local", load_catalog(root / "catalog.yaml"))
+    target = local_target(load_catalog(root / "catalog.yaml"))
     assert target.local is not None
     proxy = RefusingProxy(target.local.endpoint_url, REFUSED)
     thread = threading.Thread(target=proxy.serve_forever, daemon=True)
@@ -150,7 +151,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
         local.down(root)
 
 
-def _through_proxy(ws: Workspace) -> Target:
+def _through_proxy(ws: Workspace) -> LocalTarget:
     """The same cloud, but Packer reaches EC2 through the refusing proxy (stamp's own calls go straight to moto)."""
     assert ws.target.local is not None
     return dataclasses.replace(ws.target, local=dataclasses.replace(ws.target.local, endpoint_url=ws.proxy.url))
@@ -195,9 +196,7 @@ def test_a_copy_refused_in_one_region_fails_the_build_and_names_what_it_left(
     assert not (build_root / "kit" / "result.json").exists()
     assert not workspace.cloud.get_launch_permissions("ap-southeast-2", copy_id)
 
-    report = collect_garbage(
-        catalog, workspace.cloud, local_cloud=workspace.target.local, older_than=None, now=utc_now(), dry_run=False
-    )
+    report = collect_garbage(catalog, workspace.target, older_than=None, now=utc_now(), dry_run=False)
     assert {(item.kind, item.region) for item in report.removed} == {
         ("image", "ap-southeast-2"),
         ("snapshot", "ap-southeast-2"),

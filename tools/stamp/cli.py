@@ -42,35 +42,61 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser = argparse.ArgumentParser(prog="stamp", description="A GitOps catalog of golden machine images.")
     parser.add_argument("--version", action="version", version=f"stamp {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="one of these; `stamp COMMAND --help` for its options"
+    )
 
-    def add(name: str, help_text: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+    def add(name: str, help_text: str, example: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            parents=[common],
+            help=help_text,
+            description=help_text,
+            epilog=f"example: {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
 
-    p = add("validate", "check schema, references, render, packer fmt and packer validate")
+    p = add(
+        "validate",
+        "check schema, references, render, packer fmt and packer validate, and that each image's tests compile and"
+        " pytest collects them",
+        "stamp validate",
+    )
     p.add_argument("--out", default="build/.validate", help="scratch folder for rendered templates")
 
-    p = add("render", "write build/<image>/ : Packer HCL plus its generated variables file")
-    p.add_argument("images", nargs="*", metavar="IMAGE")
-    p.add_argument("--out", default="build")
+    p = add(
+        "render", "write build/<image>/ : Packer HCL plus its generated variables file", "stamp render web --out build"
+    )
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="images to render (default: every image)")
+    p.add_argument("--out", default="build", help="folder to write <out>/<image>/ into (default: build)")
 
-    p = add("lookup", "print the current AMI ID(s) of an image")
-    p.add_argument("image", metavar="IMAGE")
-    p.add_argument("--region")
-    p.add_argument("--version", type=int)
-    p.add_argument("--format", choices=["text", "json"], default="text")
+    p = add("lookup", "print the current AMI ID(s) of an image", "stamp lookup web --region eu-west-1")
+    p.add_argument("image", metavar="IMAGE", help="the image to look up")
+    p.add_argument("--region", help="print only the AMI ID in this region (default: every region, one per line)")
+    p.add_argument("--version", type=int, help="this release instead of the current one (a revoked one is refused)")
+    p.add_argument("--format", choices=["text", "json"], default="text", help="text (default) or json on stdout")
 
-    p = add("build", "run Packer for images (parents first); writes build/<image>/result.json")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--parallel", type=int, default=1, metavar="N", help="images built at once within a layer")
-    p.add_argument("--out", default="build")
+    p = add(
+        "build",
+        "run Packer for images (parents first); writes build/<image>/result.json",
+        "stamp build web --parallel 2",
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="images to build; a parent is built before its children")
+    p.add_argument(
+        "--parallel", type=int, default=1, metavar="N", help="images built at once within a layer (default: 1)"
+    )
+    p.add_argument("--out", default="build", help="where build results go: <out>/<image>/result.json (default: build)")
     p.add_argument(
         "--build-id",
         metavar="ID",
         help="rerun an interrupted build under its ID: AMIs it registered in every region are adopted, not rebuilt",
     )
 
-    p = add("gc", "remove what failed builds left (found by their stamp:build-id tag), in every region")
+    p = add(
+        "gc",
+        "remove what failed builds left (found by their stamp:build-id tag), in every region",
+        "stamp gc --older-than 2h --dry-run",
+    )
     p.add_argument("--older-than", metavar="AGE", help="only what is older than AGE (30m, 2h, 1d); default: all")
     p.add_argument(
         "--keep-verified",
@@ -80,39 +106,74 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dry-run", action="store_true", help="list what would be removed, change nothing")
 
-    p = add("verify", "launch fresh instances of the built image and run its testinfra tests")
-    p.add_argument("image", metavar="IMAGE")
-    p.add_argument("--ami", help="an AMI of the last build (default: the build region's)")
-    p.add_argument("--out", default="build")
+    p = add("verify", "launch fresh instances of the built image and run its testinfra tests", "stamp verify web")
+    p.add_argument("image", metavar="IMAGE", help="the image whose last build (<out>/<image>/result.json) is verified")
+    p.add_argument("--out", default="build", help="where build results go: <out>/<image>/result.json (default: build)")
 
-    p = add("plan", "which images to build and why, against a base revision")
+    p = add(
+        "plan",
+        "which images to build and why, against a base revision",
+        "stamp plan --base origin/main --format markdown",
+    )
     _plan_options(p)
-    p.add_argument("--format", choices=["table", "json", "matrix", "markdown"], default="table")
+    p.add_argument(
+        "--format",
+        choices=["table", "json", "matrix", "markdown"],
+        default="table",
+        help="table for people (default, on stderr); json, matrix (a CI job matrix) or markdown on stdout",
+    )
 
-    p = add("release", "build → verify → record → publish, parents first")
-    p.add_argument("images", nargs="*", metavar="IMAGE")
-    p.add_argument("--changed", action="store_true", help="release what `stamp plan` lists")
+    p = add(
+        "release",
+        "build → verify → record → publish, parents first",
+        "stamp release --changed --base origin/main --parallel 2",
+    )
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="images to release (or --changed, not both)")
+    p.add_argument("--changed", action="store_true", help="release what `stamp plan` lists; needs --base")
     _plan_options(p, required=False)
-    p.add_argument("--parallel", type=int, default=1, metavar="N")
-    p.add_argument("--out", default="build")
+    p.add_argument(
+        "--parallel", type=int, default=1, metavar="N", help="images released at once within a layer (default: 1)"
+    )
+    p.add_argument("--out", default="build", help="where build results go: <out>/<image>/result.json (default: build)")
 
-    p = add("record", "move verified build results into releases: in catalog.yaml")
-    p.add_argument("images", nargs="*", metavar="IMAGE")
-    p.add_argument("--out", default="build")
+    p = add("record", "move verified build results into releases: in catalog.yaml", "stamp record web app")
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="images to record (default: every image built in --out)")
+    p.add_argument("--out", default="build", help="where build results go: <out>/<image>/result.json (default: build)")
 
-    p = add("publish", "reconcile launch permissions and SSM parameters with the catalog")
-    p.add_argument("images", nargs="*", metavar="IMAGE")
+    p = add("publish", "reconcile launch permissions and SSM parameters with the catalog", "stamp publish --dry-run")
+    p.add_argument(
+        "images",
+        nargs="*",
+        metavar="IMAGE",
+        help="images to publish (default: every image, and unshare images removed from the catalog)",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the diff, change nothing")
-    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument(
+        "--format",
+        choices=["text", "json"],
+        default="text",
+        help="text for people (default, on stderr) or json on stdout",
+    )
 
-    p = add("prune", "retention: deprecate old releases, retire them after the grace period")
-    p.add_argument("images", nargs="*", metavar="IMAGE")
+    p = add(
+        "prune", "retention: deprecate old releases, retire them after the grace period", "stamp prune web --dry-run"
+    )
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="images to prune (default: every image)")
     p.add_argument("--dry-run", action="store_true", help="print every action, change nothing")
-    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument(
+        "--format",
+        choices=["text", "json"],
+        default="text",
+        help="text for people (default, on stderr) or json on stdout",
+    )
 
-    p = add("revoke", "mark a release revoked: stop sharing it, move current off it")
-    p.add_argument("image", metavar="IMAGE")
-    p.add_argument("version", metavar="VERSION", type=int)
+    p = add(
+        "revoke",
+        "mark a release revoked: stop sharing it, move current off it",
+        'stamp revoke web 7 --reason "CVE-2026-0001 in nginx" --with-descendants --yes',
+    )
+    p.add_argument("image", metavar="IMAGE", help="the image whose release is revoked")
+    p.add_argument("version", metavar="VERSION", type=int, help="the release's version (see `releases:`)")
     p.add_argument("--reason", required=True, help="why it is revoked; kept in catalog.yaml")
     p.add_argument("--with-descendants", action="store_true", help="also revoke releases built from it, recursively")
     p.add_argument("--yes", action="store_true", help="do not ask (required when stdin is not a terminal)")
@@ -121,32 +182,64 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TIME",
         help="schedule it (UTC, 2026-12-01T09:00:00Z): the first `stamp publish` at or after TIME revokes it",
     )
-    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument(
+        "--format",
+        choices=["text", "json"],
+        default="text",
+        help="text for people (default, on stderr) or json on stdout",
+    )
 
-    p = add("restore", "undo a revocation: untag the AMIs, make the release launchable again")
-    p.add_argument("image", metavar="IMAGE")
-    p.add_argument("version", metavar="VERSION", type=int)
+    p = add(
+        "restore",
+        "undo a revocation: untag the AMIs, make the release launchable again",
+        'stamp restore web 7 --reason "the CVE does not affect this build"',
+    )
+    p.add_argument("image", metavar="IMAGE", help="the image whose revoked release is restored")
+    p.add_argument("version", metavar="VERSION", type=int, help="the revoked release's version")
     p.add_argument("--reason", required=True, help="why the release is safe again; kept in catalog.yaml")
-    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument(
+        "--format",
+        choices=["text", "json"],
+        default="text",
+        help="text for people (default, on stderr) or json on stdout",
+    )
 
-    p = add("rollback", "make the previous good release current again and republish")
-    p.add_argument("image", metavar="IMAGE")
-    p.add_argument("--format", choices=["text", "json"], default="text")
+    p = add("rollback", "make the previous good release current again and republish", "stamp rollback web")
+    p.add_argument("image", metavar="IMAGE", help="the image to roll back")
+    p.add_argument(
+        "--format",
+        choices=["text", "json"],
+        default="text",
+        help="text for people (default, on stderr) or json on stdout",
+    )
 
-    p = add("launch", "stamp out N instances of an image's current release")
-    p.add_argument("image", metavar="IMAGE")
-    p.add_argument("--count", type=int, default=1)
-    p.add_argument("--region")
+    p = add(
+        "launch",
+        "stamp out N instances of an image's current release",
+        "stamp launch web --count 3 --user-data user-data.j2",
+    )
+    p.add_argument("image", metavar="IMAGE", help="the image whose current release is launched")
+    p.add_argument("--count", type=int, default=1, help="how many instances (default: 1)")
+    p.add_argument("--region", help="where to launch (default: the image's first region)")
     p.add_argument("--user-data", metavar="FILE", help="Jinja template: index, count, hostname, image, version…")
-    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument(
+        "--format",
+        choices=["text", "json"],
+        default="text",
+        help="text for people (default, on stderr) or json on stdout",
+    )
 
-    p = add("demo", "the whole pipeline on the local cloud, in a scratch copy of the repository")
+    p = add("demo", "the whole pipeline on the local cloud, in a scratch copy of the repository", "stamp demo --keep")
     p.add_argument("--keep", action="store_true", help="keep the scratch workspace for inspection")
 
-    p = add("local", "the embedded local cloud: up, down, status, env")
-    p.add_argument("action", choices=["up", "down", "status", "env"])
+    p = add("local", "the embedded local cloud: up, down, status, env", "stamp local up")
+    p.add_argument(
+        "action",
+        choices=["up", "down", "status", "env"],
+        help='up (start it), down (stop it), status, env (shell exports to use it: eval "$(stamp local env)")',
+    )
 
-    add("schema", "print the catalog's JSON Schema")
+    add("schema", "print the catalog's JSON Schema", "stamp schema > catalog.schema.json")
     return parser
 
 

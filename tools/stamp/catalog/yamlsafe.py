@@ -1,8 +1,9 @@
 """A strict YAML reader: plain data only, no anchors, aliases, tags or duplicate keys, and positions on demand.
 
 PyYAML's C parser does the tokenising; this module builds the Python values from its event stream so it can
-refuse what a catalog must never contain (FACTS.md: duplicate keys silently keep the last value, aliases can
-expand to gigabytes) and so that `NO`, `on` or `0123` never turn into booleans or octal numbers by surprise.
+refuse what a catalog must never contain and so that `NO`, `on` or `0123` never turn into booleans or octal
+numbers by surprise: PyYAML's own loader silently keeps the last of two duplicate keys and lets aliases expand
+to gigabytes (docs/facts.md, Security traps).
 """
 
 from __future__ import annotations

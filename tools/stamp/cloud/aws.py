@@ -355,7 +355,8 @@ class AwsCloud:
         for part in (diff.add, diff.remove):
             if part.organizations or part.organizational_units:
                 raise ValueError("snapshots are shared with accounts only")
-        # The OperationType form, one call per direction: moto ignores the CreateVolumePermission form (FACTS).
+        # The OperationType form, one call per direction: moto ignores the CreateVolumePermission form
+        # (docs/facts.md, moto gaps).
         ec2 = self.ec2(region)
         directions: tuple[tuple[Literal["add", "remove"], ShareSet], ...] = (("add", diff.add), ("remove", diff.remove))
         for operation, part in directions:
@@ -427,8 +428,8 @@ class AwsCloud:
         return found
 
     def put_image_parameter(self, region: str, name: str, ami_id: str) -> ParameterUpdate:
-        # PutParameter with an unchanged value still bumps the version (FACTS), and consumers watch the version,
-        # so read and compare first.
+        # PutParameter with an unchanged value still bumps the version (docs/facts.md, moto gaps), and consumers
+        # watch the version, so read and compare first.
         existing = self.get_parameters(region, [name]).get(name)
         if existing is not None and existing.value == ami_id:
             return ParameterUpdate(name=name, previous=existing.value, value=ami_id, version=existing.version)
@@ -611,8 +612,8 @@ class AwsCloud:
         # EC2 rounds DeprecateAt to the minute and refuses a time in the past, so stamp asks for the next whole
         # minute: https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_EnableImageDeprecation.html
         moment = at.astimezone(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
-        # Only a non-AWS endpoint may lack the call: moto answers an HTML page with HTTP 500 (FACTS), which botocore
-        # cannot parse. On AWS itself every failure is an error.
+        # Only a non-AWS endpoint may lack the call: moto answers an HTML page with HTTP 500
+        # (docs/facts.md, moto gaps), which botocore cannot parse. On AWS itself every failure is an error.
         not_implemented = frozenset({"NotImplemented", "NotImplementedError", "InvalidAction", "UnsupportedOperation"})
         with self._errors("EnableImageDeprecation", region, ami_id):
             try:

@@ -8,11 +8,11 @@ import re
 import secrets
 import sys
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from datetime import datetime
 from pathlib import Path
 
-from stamp import clock, local
+from stamp import clock
 from stamp.catalog.load import Catalog, Image
 from stamp.catalog.models import ReleaseSource
 from stamp.catalog.results import BuildResult, result_path, write_result
@@ -26,15 +26,17 @@ from stamp.drivers.git import catalog_at, changed_paths
 from stamp.drivers.hcl import MANIFEST_FILE, render_image, write_render
 from stamp.drivers.stopping import check_stop, is_stopping
 from stamp.errors import BuildError, CatalogError, CloudError, ProcessError, StampError, Stopped, UsageError
-from stamp.hosts.target import Target
-from stamp.local.baseimage import image_exists
+from stamp.hosts.base import BuildMachine, Target
 from stamp.tags import BUILD_ID_TAG, SOURCE_AMI_TAG, run_tags
 
 UNKNOWN_COMMIT = "0000000"
 
 
 def new_build_id(image: str, now: datetime) -> str:
-    """Unique per build; also the AMI name suffix, so two builds in one second never collide (FACTS)."""
+    """Unique per build; also the AMI name suffix, so two builds in one second never collide.
+
+    A name from a one-second timestamp alone would collide (docs/facts.md, Packer 1.6.6).
+    """
     return f"{image}-{now.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(3)}"
 
 
@@ -127,31 +129,17 @@ def _build_image(
     variables = {"repo_root": str(catalog.root), "build_id": build_id}
     timings: dict[str, float] = {}
     say(f"[{name}] build {build_id} from {source_ami} in {image.regions[0]} ({target.kind})")
-    container: local.Instance | None = None
+    machine: BuildMachine | None = None
     key_name: str | None = None
     private_key: Path | None = None
     group_id: str | None = None
     try:
         key_name, private_key = _import_key_pair(target, image, build_id)
-        if target.local is not None:
-            tick = time.monotonic()
-            container = local.launch(
-                target.local,
-                source_ami,
-                name=f"stamp-build-{build_id}",
-                ssh_user=image.ssh_username,
-                labels={BUILD_ID_TAG: build_id},
-                # As EC2 installs the key pair: Packer logs in with the build's throwaway key.
-                authorized_keys=[private_key.with_suffix(".pub").read_text(encoding="utf-8")],
-            )
-            timings["start_instance"] = round(time.monotonic() - tick, 2)
-            variables |= {
-                "ec2_endpoint": target.local.endpoint_url,
-                "ssh_host": container.ssh_host,
-                "ssh_port": str(container.ssh_port),
-                "poll_delay_seconds": "1",
-                "poll_max_attempts": "120",
-            }
+        public_key = private_key.with_suffix(".pub").read_text(encoding="utf-8")
+        machine = target.start_build(image, build_id, source_ami=source_ami, public_key=public_key)
+        if machine.machine_id is not None:
+            timings["start_instance"] = machine.seconds
+        variables |= machine.variables
         check_stop(name, build_id)
         group_id = _create_security_group(target, image, build_id)
         variables |= {
@@ -174,16 +162,14 @@ def _build_image(
             raise _with_leftovers(problem, target, image, build_id, (key_name, group_id))
         if image.parent is None:
             source = ReleaseSource(amis={image.regions[0]: _source_packer_used(target, image, amis, source_ami)})
-        if target.local is not None and container is not None:
-            tick = time.monotonic()
-            local.commit(target.local, container.container_id, list(amis.values()))
-            timings["commit"] = round(time.monotonic() - tick, 2)
+        if machine.machine_id is not None:
+            timings["commit"] = target.finish_build(machine, amis)
         if is_stopping():
             # The AMIs exist and are tagged (and committed locally): a rerun with this build ID adopts them.
             stopped = Stopped(f"[{name}] build {build_id} stopped after Packer registered its AMIs")
             raise _with_leftovers(stopped, target, image, build_id, (key_name, group_id))
     finally:
-        _clean_up(target, image, build_id, container, key_name, private_key, group_id)
+        _clean_up(target, image, build_id, machine, key_name, private_key, group_id)
     result = BuildResult(
         image=name,
         build_id=build_id,
@@ -254,21 +240,13 @@ def _clean_up(
     target: Target,
     image: Image,
     build_id: str,
-    container: local.Instance | None,
+    machine: BuildMachine | None,
     key_name: str | None,
     private_key: Path | None,
     group_id: str | None,
 ) -> None:
     """Remove the build container, key pair and group; a failure here is reported, never hides the build's error."""
-    steps: list[tuple[str, Callable[[], None]]] = []
-    if target.local is not None:
-        cloud = target.local
-        if container is not None:
-            steps.append(
-                (f"container {container.container_id[:12]}", lambda: local.terminate(cloud, container.container_id))
-            )
-        # A container started as the build was interrupted may not have reached `container` yet.
-        steps.append((f"containers of build {build_id}", lambda: _remove_containers(cloud, build_id)))
+    steps = target.build_cleanup(build_id, machine)
     if key_name is not None:
         steps.append((f"key pair {key_name}", lambda: target.cloud.delete_key_pair(image.regions[0], key_name)))
     if group_id is not None:
@@ -286,11 +264,6 @@ def _clean_up(
         if private_key is not None:
             # The build's throwaway key, with its run directory: nothing may log in with it once the build is over.
             runfiles.remove_run_dir(private_key.parent)
-
-
-def _remove_containers(cloud: local.LocalCloud, build_id: str) -> None:
-    for container_id in local.list_instances(cloud, {BUILD_ID_TAG: build_id}):
-        local.terminate(cloud, container_id)
 
 
 def _claim_named(target: Target, image: Image, build_id: str, region: str) -> None:
@@ -382,7 +355,7 @@ def _adopt(catalog: Catalog, image: Image, target: Target, build_id: str, *, bui
             reason = f"it registered AMIs in {made} only, the catalog asks for {wanted}"
         else:
             source, reason = _adopted_source(catalog, image, images)
-    if source is not None and target.local is not None and not _tie_adopted(target.local, build_id, amis):
+    if source is not None and not target.adopt(build_id, amis):
         source = None
         reason = (
             "no container image stands behind them locally (the build was stopped before committing its"
@@ -433,29 +406,11 @@ def _adopted_source(
     return None, f"it was built from {used}, which is no release of '{image.parent}'"
 
 
-def _tie_adopted(cloud: local.LocalCloud, build_id: str, amis: dict[str, str]) -> bool:
-    """Put a container image behind every adopted AMI: the one committed already, or the build's container."""
-    ami_ids = list(amis.values())
-    engine = cloud.engine_handle
-    committed = [ami for ami in ami_ids if image_exists(engine, local.container_image_for(ami))]
-    if committed:
-        missing = [ami for ami in ami_ids if ami not in committed]
-        local.tie_image(cloud, local.container_image_for(committed[0]), missing)
-        return True
-    containers = local.list_instances(cloud, {BUILD_ID_TAG: build_id})
-    if containers:
-        # Packer registers an AMI only after provisioning finished, so the build's container holds the image.
-        local.commit(cloud, containers[0], ami_ids)
-        return True
-    return False
-
-
 def _clear(catalog: Catalog, target: Target, build_id: str, *, keep_amis: Collection[str]) -> None:
     """Remove everything build `build_id` left but `keep_amis` (and their snapshots)."""
     report = gc.collect_garbage(
         catalog,
-        target.cloud,
-        local_cloud=target.local,
+        target,
         older_than=None,
         now=clock.utc_now(),
         dry_run=False,

@@ -12,7 +12,7 @@ from stamp.output import say
 
 if TYPE_CHECKING:
     from stamp.drivers.layers import Outcome
-    from stamp.hosts.target import Target
+    from stamp.hosts.base import Target
 
 
 def catalog_of(args: argparse.Namespace) -> Catalog:

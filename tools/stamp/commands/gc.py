@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -11,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from stamp import clock, local
+from stamp import clock
 from stamp.catalog.load import Catalog
 from stamp.cloud.protocol import RESOURCE_KINDS, ImageDetails, Instance, TaggedResource
 from stamp.commands.common import catalog_of, target_of
@@ -20,6 +19,7 @@ from stamp.errors import (
     MissingResource,
     UsageError,
 )
+from stamp.hosts.base import Target
 from stamp.output import say
 from stamp.tags import BUILD_ID_TAG, VERIFIED, VERIFIED_TAG
 
@@ -254,27 +254,14 @@ def find_leftovers(
     return garbage, kept
 
 
-def find_local_leftovers(
-    cloud: local.LocalCloud, *, older_than: timedelta | None, now: datetime, build_id: str | None = None
+def find_machine_leftovers(
+    target: Target, *, older_than: timedelta | None, now: datetime, build_id: str | None = None
 ) -> tuple[list[Leftover], list[Kept]]:
-    """Containers of this local cloud labelled with a build ID (a blank label is an instance of a built AMI)."""
-    ids = local.list_instances(cloud)
-    if not ids:
-        return [], []
-    done = cloud.engine_handle.run(["container", "inspect", *ids], what="inspecting instances", check=False, echo=False)
-    # A container removed between the listing and inspect makes inspect fail for it alone: keep the others.
-    try:
-        data = json.loads(done.stdout or "[]")
-    except ValueError:
-        data = []
+    """Machines a build left outside the cloud API (the local cloud's containers), by their build-ID label."""
     garbage: list[Leftover] = []
     kept: list[Kept] = []
-    for item in data if isinstance(data, list) else []:
-        labels = (item.get("Config") or {}).get("Labels") or {}
-        found = str(labels.get(BUILD_ID_TAG, ""))
-        if not found or (build_id is not None and found != build_id):
-            continue
-        leftover = Leftover("container", str(item["Id"])[:12], LOCAL, found, build_id_time(found))
+    for machine_id, found in target.leftover_machines(build_id):
+        leftover = Leftover("container", machine_id, LOCAL, found, build_id_time(found))
         if older_than is not None and (leftover.created_at is None or now - leftover.created_at < older_than):
             kept.append(Kept(leftover, "age unknown" if leftover.created_at is None else "younger than --older-than"))
         else:
@@ -287,7 +274,7 @@ def remove_leftovers(
     leftovers: Sequence[Leftover],
     report: GcReport,
     *,
-    local_cloud: local.LocalCloud | None = None,
+    machines: Target | None = None,
     wait: float = TERMINATE_WAIT,
     sleep: Callable[[float], None] = time.sleep,
 ) -> GcReport:
@@ -320,7 +307,7 @@ def remove_leftovers(
             continue
         for item in batch:
             try:
-                _remove_one(cloud, item, local_cloud)
+                _remove_one(cloud, item, machines)
             except MissingResource:
                 pass  # gone already (Packer's own cleanup may have raced us): the goal is reached
             except CloudError as exc:
@@ -330,18 +317,15 @@ def remove_leftovers(
     return report
 
 
-def _remove_one(cloud: JanitorCloud, item: Leftover, local_cloud: local.LocalCloud | None) -> None:
+def _remove_one(cloud: JanitorCloud, item: Leftover, machines: Target | None) -> None:
     if item.kind == "container":
-        if local_cloud is None:
+        if machines is None:
             raise CloudError(f"container {item.resource_id}: no local cloud to remove it from")
-        local.terminate(local_cloud, item.resource_id)
+        machines.remove_machine(item.resource_id)
     elif item.kind == "image":
         cloud.deregister_image(item.region, item.resource_id)
-        if local_cloud is not None:
-            # The container image behind a deregistered local AMI can never be launched again; a tag still in
-            # use by a container stays (rmi refuses it), which is harmless.
-            ref = local.container_image_for(item.resource_id)
-            local_cloud.engine_handle.run(["rmi", ref], what=f"untagging {ref}", check=False, echo=False)
+        if machines is not None:
+            machines.forget_image(item.resource_id)
     elif item.kind == "snapshot":
         cloud.delete_snapshot(item.region, item.resource_id)
     elif item.kind == "key-pair":
@@ -374,9 +358,8 @@ def _first_line(exc: Exception) -> str:
 
 def collect_garbage(
     catalog: Catalog,
-    cloud: JanitorCloud,
+    target: Target,
     *,
-    local_cloud: local.LocalCloud | None = None,
     older_than: timedelta | None,
     now: datetime,
     dry_run: bool,
@@ -385,9 +368,9 @@ def collect_garbage(
     keep_verified: timedelta = KEEP_VERIFIED,
     sleep: Callable[[float], None] = time.sleep,
 ) -> GcReport:
-    """Find and remove build leftovers in every region the catalog names (and the local cloud's containers)."""
+    """Find and remove build leftovers in every region the catalog names, and the machines the target keeps."""
     garbage, kept = find_leftovers(
-        cloud,
+        target.cloud,
         regions_of(catalog),
         released=released_amis(catalog),
         older_than=older_than,
@@ -396,12 +379,9 @@ def collect_garbage(
         keep_amis=keep_amis,
         keep_verified=keep_verified,
     )
-    if local_cloud is not None:
-        more, also_kept = find_local_leftovers(local_cloud, older_than=older_than, now=now, build_id=build_id)
-        garbage += more
-        kept += also_kept
-    report = GcReport(now=now, dry_run=dry_run, kept=kept)
-    return remove_leftovers(cloud, garbage, report, local_cloud=local_cloud, sleep=sleep)
+    more, also_kept = find_machine_leftovers(target, older_than=older_than, now=now, build_id=build_id)
+    report = GcReport(now=now, dry_run=dry_run, kept=kept + also_kept)
+    return remove_leftovers(target.cloud, garbage + more, report, machines=target, sleep=sleep)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -415,8 +395,7 @@ def run(args: argparse.Namespace) -> int:
     target = target_of(args, catalog)
     report = collect_garbage(
         catalog,
-        target.cloud,
-        local_cloud=target.local,
+        target,
         older_than=older_than,
         now=clock.utc_now(),
         dry_run=args.dry_run,

@@ -14,11 +14,11 @@ import jinja2.sandbox
 from jinja2 import nodes
 from jinja2.runtime import Context, LoopContext
 
-from stamp import local
 from stamp.catalog.load import Catalog
+from stamp.catalog.releases import ami_in, launchable_release
 from stamp.commands.common import catalog_of, target_of
 from stamp.errors import CatalogError, UsageError
-from stamp.hosts.target import Target
+from stamp.hosts.base import Target
 from stamp.output import emit, say
 
 # Without --user-data each instance still learns who it is, the way per-instance values usually arrive.
@@ -176,15 +176,9 @@ def launch_instances(
 ) -> list[Launched]:
     """Run `count` instances of the current release; locally each is also a container reachable over SSH."""
     image = catalog.images[name]
-    release = catalog.current_release(name)
-    if release is None:
-        raise CatalogError(f"image '{name}' has no current release", hint=f"run `stamp release {name}` first")
+    release = launchable_release(catalog, name)
     region = region or image.regions[0]
-    if region not in release.amis:
-        raise CatalogError(
-            f"{name} release {release.version} has no AMI in {region}", hint="regions: " + ", ".join(release.amis)
-        )
-    ami_id = release.amis[region]
+    ami_id = ami_in(release, name, region)
     source = str(user_data_file) if user_data_file else "<default user-data>"
     try:
         template = user_data_file.read_text(encoding="utf-8") if user_data_file else DEFAULT_USER_DATA
@@ -213,17 +207,7 @@ def launch_instances(
         (instance,) = target.cloud.run_instances(
             region, ami_id, count=1, instance_type=image.instance_type, user_data=user_data, tags=tags
         )
-        ssh = ""
-        if target.local is not None:
-            container = local.launch(
-                target.local,
-                ami_id,
-                name=f"{hostname}-{instance.instance_id}",
-                ssh_user=image.ssh_username,
-                labels={"stamp:instance-id": instance.instance_id, "stamp:image": name},
-                user_data=user_data,
-            )
-            ssh = f"ssh -F {target.local.ssh_config} -p {container.ssh_port} {container.ssh_user}@127.0.0.1"
+        ssh = target.attach(instance, image=image, hostname=hostname, user_data=user_data)
         launched.append(Launched(index, hostname, instance.instance_id, ami_id, ssh))
         print(f"[{name}] launched {index}/{count}: {instance.instance_id} {hostname} {ssh}", file=sys.stderr)
     return launched

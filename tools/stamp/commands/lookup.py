@@ -4,33 +4,18 @@ from __future__ import annotations
 
 import argparse
 
+from stamp.catalog.releases import ami_in, launchable_release
 from stamp.commands.common import catalog_of
-from stamp.errors import CatalogError
 from stamp.output import emit
 
 
 def run(args: argparse.Namespace) -> int:
     catalog = catalog_of(args)
     name = catalog.select([args.image])[0]
-    releases = catalog.releases.get(name, ())
-    if args.version is not None:
-        release = next((r for r in releases if r.version == args.version), None)
-        if release is None:
-            raise CatalogError(f"image '{name}' has no release {args.version}", hint="see `releases:` in the catalog")
-        if release.status == "revoked":
-            raise CatalogError(f"{name} release {args.version} is revoked: {release.reason or 'no reason given'}")
-    else:
-        release = catalog.current_release(name)
-        if release is None:
-            raise CatalogError(f"image '{name}' has no current release", hint=f"run `stamp release {name}`")
+    release = launchable_release(catalog, name, args.version)
     amis = release.amis
     if args.region:
-        if args.region not in amis:
-            raise CatalogError(
-                f"{name} release {release.version} has no AMI in {args.region}",
-                hint="regions: " + ", ".join(sorted(amis)),
-            )
-        amis = {args.region: amis[args.region]}
+        amis = {args.region: ami_in(release, name, args.region)}
     if args.format == "json":
         emit({"image": name, "version": release.version, "status": release.status, "amis": amis})
     elif args.region:

@@ -22,7 +22,7 @@ from stamp.drivers.git import CATALOG, catalog_at, diff_paths, merge_base, repo_
 from stamp.errors import CatalogError
 
 if TYPE_CHECKING:
-    from stamp.hosts.target import Target
+    from stamp.hosts.base import Target
 
 ReasonKind = Literal[
     "definition_changed",
@@ -33,7 +33,8 @@ ReasonKind = Literal[
     "no_release",
     "share_changed",
 ]
-# Spec order (SPEC §4), so every renderer lists an image's reasons the same way: the Literal's own order.
+# The documented order (docs/contract.md, Plan), so every renderer lists an image's reasons the same way: the
+# Literal's own order.
 KINDS: tuple[ReasonKind, ...] = get_args(ReasonKind)
 LABELS: dict[ReasonKind, str] = {
     "definition_changed": "definition changed",
@@ -62,7 +63,8 @@ BUILD_FIELDS: tuple[str, ...] = (
 # Of those, the ones an image inherits from `defaults` unless it sets them itself.
 INHERITED_FIELDS = frozenset({"regions", "instance_type", "ssh_username", "volume_size_gb"})
 
-# Packer templates every image is rendered from (SPEC §1): a change there rebuilds every image.
+# Packer templates every image is rendered from (docs/contract.md, Repository layout): a change there rebuilds
+# every image.
 TEMPLATES_DIR = "tools/stamp/templates/"
 
 SourceLookup = Callable[[Image, str], str | None]

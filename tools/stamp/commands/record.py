@@ -19,7 +19,8 @@ from stamp.catalog.store import catalog_lock, check_part, check_text, write_atom
 from stamp.cloud.protocol import Cloud
 from stamp.commands.common import catalog_of, target_of
 from stamp.errors import CatalogError, PolicyError
-from stamp.hosts.target import Target
+from stamp.hosts.base import CloudKind, Target
+from stamp.hosts.target import target_class
 from stamp.output import say
 from stamp.tags import BUILD_ID_TAG, VERIFIED, VERIFIED_TAG
 
@@ -153,13 +154,13 @@ def custody_problems(cloud: Cloud, result: BuildResult, account_id: str) -> list
     return problems
 
 
-def confirm_custody(cloud: Cloud, results: Sequence[BuildResult], *, cloud_kind: str) -> None:
+def confirm_custody(cloud: Cloud, results: Sequence[BuildResult], *, accept_dirty: bool) -> None:
     """Refuses (exit 6) results whose AMIs are missing, foreign, unverified, or not this build's, in any region,
-    and dirty results on AWS; nothing is written when any result is refused."""
+    and dirty results unless `accept_dirty` (the local cloud); nothing is written when any result is refused."""
     refusals: list[str] = []
     account_id = cloud.account_id()
     for result in results:
-        if result.dirty and cloud_kind == "aws":
+        if result.dirty and not accept_dirty:
             refusals.append(
                 f"{result.image} build {result.build_id}: built from uncommitted changes ("
                 + "; ".join(result.dirty_inputs[:5] or ["inputs differ from the commit"])
@@ -188,17 +189,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-# Marks a scratch copy of a repository whose catalog may take local-cloud releases (SPEC §5).
+# Marks a scratch copy of a repository whose catalog may take local-cloud releases (docs/contract.md, Local cloud).
 WORKSPACE_MARKER = Path(".stamp") / "local-workspace"
 
 
-def ensure_may_record(catalog: Catalog, target: Target | str) -> None:
+def ensure_may_record(catalog: Catalog, kind: CloudKind) -> None:
     """Local-cloud AMIs exist only on this machine: they never go into a repository's real catalog.
 
-    `target` may be just the cloud's kind: refusing needs no running cloud.
+    Decided from the kind alone (`hosts.target.target_class`): refusing needs no running cloud.
     """
-    kind = target if isinstance(target, str) else target.kind
-    if kind == "local" and not (catalog.root / WORKSPACE_MARKER).exists():
+    if target_class(kind).records_only_in_workspaces and not (catalog.root / WORKSPACE_MARKER).exists():
         raise PolicyError(
             f"{catalog.path}: local-cloud releases are never recorded in the repository's own catalog",
             hint="run the pipeline in a scratch copy (`stamp demo --keep` leaves one), or mark a copy you made"
@@ -216,5 +216,5 @@ def record_confirmed(catalog_path: Path, results: Sequence[BuildResult], target:
     new = [r for r in results if r.build_id not in recorded]
     for result in new:
         release_from_result(result, catalog, now=datetime.now(UTC), cloud=target.kind)
-    confirm_custody(target.cloud, new, cloud_kind=target.kind)
+    confirm_custody(target.cloud, new, accept_dirty=target.records_dirty_builds)
     return record(catalog_path, results, cloud=target.kind)

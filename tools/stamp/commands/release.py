@@ -20,7 +20,7 @@ from stamp.errors import (
     UsageError,
     VerifyError,
 )
-from stamp.hosts.target import Target
+from stamp.hosts.base import Target
 from stamp.output import say
 
 
@@ -46,7 +46,7 @@ def release_images(
     catalog_path: Path, names: Sequence[str], target: Target, *, build_root: Path, parallel: int = 1
 ) -> list[Outcome]:
     catalog = load_catalog(catalog_path)
-    ensure_may_record(catalog, target)
+    ensure_may_record(catalog, target.kind)
     return run_in_layers(
         catalog,
         names,
@@ -56,20 +56,36 @@ def release_images(
 
 
 def run(args: argparse.Namespace) -> int:
-
+    # The command line first: a mistake in it is exit 2 whatever the catalog holds. The plan's options mean
+    # something only with --changed; given with image names they are refused, not ignored.
+    if args.changed and args.images:
+        raise UsageError("give image names or --changed, not both")
+    if args.changed and args.base is None:
+        raise UsageError(
+            "--changed needs --base REF: the revision to compare with (e.g. origin/main)",
+            hint="stamp release --changed --base origin/main",
+        )
+    if not args.changed:
+        given = [flag for flag, value in (("--base", args.base), ("--head", args.head)) if value is not None]
+        given += ["--no-source-check"] if args.no_source_check else []
+        if given:
+            verb, pronoun = ("is", "it") if len(given) == 1 else ("are", "they")
+            instead = f"with image names {pronoun} would be ignored" if args.images else "did you mean --changed?"
+            raise UsageError(
+                f"{' and '.join(given)} {verb} for --changed only; {instead}",
+                hint="stamp release IMAGE…, or stamp release --changed --base REF",
+            )
+        if not args.images:
+            raise UsageError("name the images to release, or use --changed --base REF")
     catalog = catalog_of(args)
     if args.changed:
-        if args.images:
-            raise UsageError("give image names or --changed, not both")
         names = plan_for(args, catalog).order()
         if not names:
             say("nothing to release: no image has a reason to be rebuilt")
             return 0
         say("releasing, in order: " + ", ".join(names))
-    elif args.images:
-        names = catalog.select(args.images or None)
     else:
-        raise UsageError("name the images to release, or use --changed --base REF")
+        names = catalog.select(args.images)
     outcomes = release_images(
         catalog.path, names, target_of(args, catalog), build_root=Path(args.out), parallel=args.parallel
     )

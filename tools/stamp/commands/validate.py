@@ -1,20 +1,28 @@
-"""Renders every image and has Packer check it (`fmt -check`, `validate`); one line per problem."""
+"""Renders every image and has Packer check it (`fmt -check`, `validate`), and checks every image's tests as far as
+can be done without a host (they exist, compile, and pytest collects them); one line per problem."""
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import os
-from collections.abc import Mapping
+import re
+import sys
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from stamp.catalog.load import Catalog
+from stamp.catalog import yamlsafe
+from stamp.catalog.load import Catalog, read_text
 from stamp.commands.common import catalog_of
-from stamp.drivers import packer
+from stamp.drivers import packer, proc
 from stamp.drivers.hcl import HCL_FILE, PLACEHOLDER_AMI, render_image, write_render
 from stamp.errors import (
     BuildError,
     CatalogError,
+    ProcessError,
+    YamlPath,
+    YamlProblem,
 )
 from stamp.output import say
 
@@ -93,14 +101,185 @@ def _display(path: Path) -> str:
         return str(path)
 
 
+# What pytest collects (its default `python_files`) and the folders it does not enter (`norecursedirs`): image
+# tests run with no configuration of their own (`-c /dev/null`), so these defaults are what `stamp verify` runs.
+TEST_FILES = ("test_*.py", "*_test.py")
+SKIPPED_FOLDERS = ("*.egg", ".*", "_darcs", "build", "CVS", "dist", "node_modules", "venv", "{arch}", "__pycache__")
+# Collecting imports every test module; one that blocks at import must not hang validate.
+COLLECT_TIMEOUT = 60.0
+# pytest's exit code when it found nothing to collect (pytest.ExitCode.NO_TESTS_COLLECTED).
+NO_TESTS_COLLECTED = 5
+# Only testinfra's plugin is loaded (`-p testinfra.plugin`): autoloading every installed plugin costs more than the
+# collection itself (hypothesis's alone, in a development environment), and what fails collection is the tests'
+# own code. Nothing is written into the tests folder (no cache, no bytecode), and the tests' module-level code
+# sees the same stand-in credentials as Packer.
+COLLECT_ENV = {**VALIDATE_ENV, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+# In pytest's report of a collection error: a traceback entry (`path:line: in function`), the header of one error.
+_LOCATION = re.compile(r"^(?P<path>[^\s:][^:]*):(?P<line>\d+): in \S")
+_ERROR_HEADER = re.compile(r"^_+ ERROR collecting (?P<path>.+?) _+$")
+_EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*: ")
+
+
+def tests_problems(catalog: Catalog, *, jobs: int = 4) -> list[str]:
+    """What `stamp verify` would trip over in every image's tests, found before a build and without a host.
+
+    An image without `tests` is a problem: verify refuses it, so it could be built but never recorded. Each
+    distinct folder is checked once; the folders in parallel.
+    """
+    names = catalog.topo_order()
+    folders = {name: catalog.root / tests for name in names if (tests := catalog.images[name].tests) is not None}
+    distinct = sorted(set(folders.values()))
+    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(distinct)))) as pool:
+        found = dict(zip(distinct, pool.map(check_tests_folder, distinct), strict=True))
+    spots = _catalog_spots(catalog, [("images", name) for name in names if name not in folders])
+    problems: list[str] = []
+    for name in names:
+        if name in folders:
+            problems += [f"image '{name}': {line}" for line in found[folders[name]]]
+        else:
+            problems.append(
+                f"image '{name}': {spots[('images', name)]}: images.{name}: no `tests` folder; `stamp verify` refuses "
+                f"an image without tests, so it would be built but never recorded (add images/{name}/tests with "
+                f"testinfra tests and set images.{name}.tests)"
+            )
+    return problems
+
+
+def check_tests_folder(folder: Path) -> list[str]:
+    """Problems of one tests folder, each `file[:line]: message`; empty when pytest collects its tests."""
+    shown = _display(folder)
+    if not folder.is_dir():
+        return [f"{shown}: no such folder; `stamp verify` runs the image's tests from it"]
+    modules = _python_files(folder)
+    if not any(fnmatch.fnmatchcase(module.name, pattern) for module in modules for pattern in TEST_FILES):
+        return [
+            f"{shown}: no test files ({' or '.join(TEST_FILES)}); `stamp verify` would run no tests and fail the image"
+        ]
+    problems: list[str] = []
+    broken: set[Path] = set()
+    for module in modules:
+        problem = _compile_problem(module)
+        if problem is not None:
+            problems.append(problem)
+            broken.add(module.resolve())
+    return problems + _collection_problems(folder, broken)
+
+
+def _python_files(folder: Path) -> list[Path]:
+    found: list[Path] = []
+    for current, dirs, files in os.walk(folder):  # symlinked folders are listed, not entered
+        dirs[:] = sorted(d for d in dirs if not any(fnmatch.fnmatchcase(d, skip) for skip in SKIPPED_FOLDERS))
+        found += [Path(current) / file for file in sorted(files) if file.endswith(".py")]
+    return found
+
+
+def _compile_problem(module: Path) -> str | None:
+    """Why `module` does not compile (`file:line:column: SyntaxError: message`), or None when it does."""
+    shown = _display(module)
+    try:
+        source = module.read_bytes()
+    except OSError as exc:
+        return f"{shown}: cannot read: {exc.strerror}"
+    try:
+        compile(source, str(module), "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        at = (f":{exc.lineno}" + (f":{exc.offset}" if exc.offset else "")) if exc.lineno else ""
+        return f"{shown}{at}: {type(exc).__name__}: {yamlsafe.show(exc.msg or '', 200)} (the file does not compile)"
+    except ValueError as exc:  # NUL bytes in the source (Python 3.11)
+        return f"{shown}: {yamlsafe.show(str(exc), 200)} (the file does not compile)"
+    return None
+
+
+def _collection_problems(folder: Path, broken: set[Path]) -> list[str]:
+    """pytest's collection errors, one line each, except for the files in `broken` (already reported)."""
+    shown = _display(folder)
+    # As `stamp verify` runs them (commands/verify.py, pytest_args), minus the hosts: testinfra's `host` fixture
+    # is resolved only when a test runs.
+    args = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-p", "testinfra.plugin"]
+    args += ["-c", os.devnull, f"--rootdir={folder}", "--color=no", str(folder)]
+    try:
+        done = proc.run(args, env=COLLECT_ENV, check=False, timeout=COLLECT_TIMEOUT)
+    except ProcessError as exc:
+        if exc.timed_out:
+            return [
+                f"{shown}: pytest did not collect the tests within {COLLECT_TIMEOUT:g} s (does a module block at "
+                "import?); it was stopped"
+            ]
+        return [f"{shown}: pytest could not run: {yamlsafe.show(exc.stderr.strip(), 200)}"]
+    if done.returncode == 0:
+        return []
+    sections = _error_sections(done.stdout)
+    if sections:
+        return [
+            _describe_error(folder, folder / header, lines)
+            for header, lines in sections
+            if (folder / header).resolve() not in broken
+        ]
+    if done.returncode == NO_TESTS_COLLECTED:
+        return [f"{shown}: pytest collects no tests from it; `stamp verify` fails an image whose tests check nothing"]
+    # An error before collection (a conftest.py that fails to import): on stderr, with no per-file header.
+    return [_describe_error(folder, folder, (done.stdout + "\n" + done.stderr).splitlines())]
+
+
+def _error_sections(output: str) -> list[tuple[str, list[str]]]:
+    """pytest's `ERROR collecting PATH` sections: PATH (relative to the rootdir) and the lines below it."""
+    sections: list[tuple[str, list[str]]] = []
+    current: list[str] | None = None
+    for line in output.splitlines():
+        header = _ERROR_HEADER.match(line)
+        if header:
+            current = []
+            sections.append((header["path"], current))
+        elif line.startswith("=") and line.endswith("="):  # the end of the errors: the summary follows
+            current = None
+        elif current is not None:
+            current.append(line)
+    return sections
+
+
+def _describe_error(folder: Path, file: Path, lines: Sequence[str]) -> str:
+    """One line for one collection error: the deepest traceback entry in `folder` (else `file`) and the exception."""
+    where, after = _display(file), 0
+    root = folder.resolve()
+    for index, line in enumerate(lines):
+        entry = _LOCATION.match(line)
+        # Relative paths are relative to the working folder, which pytest shares with stamp.
+        if entry and Path(entry["path"]).resolve().is_relative_to(root):
+            where, after = f"{_display(Path(entry['path']))}:{entry['line']}", index + 1
+    errors = [line[1:].strip() for line in lines[after:] if line.startswith("E ")]
+    last = next((line.strip() for line in reversed(lines) if line.strip()), "collection failed")
+    message = next((error for error in errors if _EXCEPTION.match(error)), errors[0] if errors else last)
+    return f"{where}: {yamlsafe.show(message, 200)} (pytest cannot collect it)"
+
+
+def _catalog_spots(catalog: Catalog, keys: Sequence[YamlPath]) -> dict[YamlPath, str]:
+    """`catalog.yaml:line:column` of each key, or the file alone if it cannot be read again."""
+    shown = _display(catalog.path)
+    if not keys:
+        return {}
+    try:
+        spots = yamlsafe.locate_all(read_text(catalog.path), keys)
+    except (CatalogError, YamlProblem):  # changed since it was loaded
+        return dict.fromkeys(keys, shown)
+    return {key: f"{shown}:{line}:{column}" for key, (line, column) in spots.items()}
+
+
 def run(args: argparse.Namespace) -> int:
     catalog = catalog_of(args)
     say(f"catalog: {len(catalog.images)} images, schema and references OK")
-    problems = validate_catalog(catalog, work_dir=Path(args.out))
+    # Packer first: without it validate stops with exit 3 (README, Exit codes) before anything else runs.
+    version = packer.detect_version()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # The tests are collected while Packer checks the templates: validate takes the longer of the two.
+        tested = pool.submit(tests_problems, catalog)
+        problems = validate_catalog(catalog, work_dir=Path(args.out), packer_version=version)
+        problems += tested.result()
     for problem in problems:
         say(problem)
     if problems:
         say(f"{len(problems)} problem(s)")
         return 1
-    say("packer fmt and packer validate: OK for " + ", ".join(catalog.topo_order()))
+    images = ", ".join(catalog.topo_order())
+    say(f"packer fmt and packer validate: OK for {images}")
+    say(f"tests compile and pytest collects them: OK for {images}")
     return 0

@@ -17,9 +17,10 @@ INSTALL_HINT = (
     "install Packer: `apt-get install packer` on Debian and Ubuntu, or HashiCorp's packer package for your "
     "platform; stamp works with 1.6.6 and later"
 )
-# Packer reads AWS_MAX_ATTEMPTS as its waiter attempt count, where boto3 reads API retries (FACTS); the
-# template's aws_polling block is the one place polling is set. A blank value is what Go's os.Getenv gives
-# for an unset one, and proc.run can only add to the environment, not remove from it.
+# Packer reads AWS_MAX_ATTEMPTS as its waiter attempt count, where boto3 reads API retries
+# (docs/facts.md, Packer 1.6.6); the template's aws_polling block is the one place polling is set. A blank
+# value is what Go's os.Getenv gives for an unset one, and proc.run can only add to the environment, not
+# remove from it.
 BLANKED = ("AWS_MAX_ATTEMPTS", "AWS_POLL_DELAY_SECONDS")
 # No call home for a version check: these machines may have no internet, and builds must not depend on it.
 QUIET = {"CHECKPOINT_DISABLE": "1"}

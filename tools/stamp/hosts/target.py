@@ -1,34 +1,23 @@
-"""Picks the cloud a command runs against: AWS through the credential chain, or the embedded local cloud."""
+"""The composition root: picks the target a command runs on, AWS through the credential chain or the local cloud."""
 
 from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass, field
-from typing import Literal
 
 from stamp import local
 from stamp.catalog.load import Catalog
 from stamp.cloud.aws import AwsCloud
-from stamp.cloud.protocol import Cloud
+from stamp.hosts.base import CloudKind, Target
+from stamp.hosts.ec2 import Ec2Target
+from stamp.hosts.local import LocalTarget
 
-CloudKind = Literal["aws", "local"]
 # Owner aliases have no account ID a seed could carry; these are the ones AWS answers for them.
 _ALIAS_OWNERS = {"amazon": "137112412989", "aws-marketplace": "679593333241", "self": "123456789012"}
 
 
-@dataclass(frozen=True)
-class Target:
-    """The cloud one command works on, and what Packer needs to reach it."""
-
-    kind: CloudKind
-    cloud: Cloud
-    packer_env: dict[str, str] = field(default_factory=dict)
-    local: local.LocalCloud | None = None
-
-
 def seeds_for(catalog: Catalog) -> list[local.SeedImage]:
-    """One vendor image per distinct source filter, named so the filter matches it (SPEC §5)."""
+    """One vendor image per distinct source filter, named so the filter matches it (docs/contract.md, Local cloud)."""
     seeds: dict[tuple[str, str], local.SeedImage] = {}
     for image in catalog.images.values():
         if image.source is None:
@@ -49,7 +38,7 @@ def seeds_for(catalog: Catalog) -> list[local.SeedImage]:
 def target_for(kind: CloudKind, catalog: Catalog) -> Target:
     """The cloud named by `--cloud`; the local one is started, or reused, with seeds matching the catalog."""
     if kind == "aws":
-        return Target("aws", AwsCloud(None))
+        return Ec2Target(AwsCloud(None))
     if local.status(catalog.root) is None:
         if (local.cloud.state_root(catalog.root) / "state.json").is_file():
             # moto keeps everything in memory: a cloud whose server died has lost every AMI built in it.
@@ -63,4 +52,12 @@ def target_for(kind: CloudKind, catalog: Catalog) -> Target:
     cloud = local.up(catalog.root, seeds_for(catalog))
     env = local.aws_env(cloud)
     keys = (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
-    return Target("local", AwsCloud(cloud.endpoint_url, credentials=keys), env, cloud)
+    return LocalTarget(AwsCloud(cloud.endpoint_url, credentials=keys), local=cloud, env=env)
+
+
+def target_class(kind: CloudKind) -> type[Target]:
+    """The class of `--cloud KIND`, for what it allows before anything is started (see Target's class flags)."""
+    return TARGETS[kind]
+
+
+TARGETS: dict[CloudKind, type[Target]] = {"aws": Ec2Target, "local": LocalTarget}

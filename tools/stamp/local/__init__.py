@@ -1,9 +1,13 @@
-"""The embedded local cloud: moto for the EC2 API, containers for instances, a Debian base image (SPEC §5)."""
+"""The embedded local cloud: moto for the EC2 API, containers for instances, a Debian base image.
+
+What it promises users is in the contract (docs/contract.md, Local cloud).
+"""
 
 from stamp.local.cloud import LocalCloud, aws_env, down, status, up
 from stamp.local.containers import container_image_for
 from stamp.local.instances import (
-    Instance,
+    Container,
+    build_labels,
     commit,
     launch,
     list_instances,
@@ -13,10 +17,11 @@ from stamp.local.instances import (
 from stamp.local.seeds import SeedImage, seed_ami_id
 
 __all__ = [
-    "Instance",
+    "Container",
     "LocalCloud",
     "SeedImage",
     "aws_env",
+    "build_labels",
     "commit",
     "container_image_for",
     "down",

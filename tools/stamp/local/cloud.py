@@ -136,7 +136,7 @@ def ensure_ssh_key(root: Path) -> tuple[Path, Path, Path]:
     config = ssh_dir / "ssh_config"
     # The local cloud's own key stays here for the cloud's life: .stamp/ is never collected as an artifact.
     # This config is for people and for login checks: no ssh master socket (verification writes its own
-    # config with one, in a private per-run directory: tools/stamp/hosts/launchers.py).
+    # config with one, in a private per-run directory: tools/stamp/hosts/local.py).
     text = ssh_config_text(private_key)
     if not config.is_file() or config.read_text(encoding="utf-8") != text:
         config.write_text(text, encoding="utf-8")

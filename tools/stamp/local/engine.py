@@ -10,7 +10,8 @@ from stamp.drivers import proc
 from stamp.errors import CloudError, ProcessError
 
 # Rootful Podman on some VMs fails out of the box with crun (setrlimit RLIMIT_NOFILE / RLIMIT_NPROC not
-# permitted, then "cgroups in hybrid mode not supported"); runc and explicit ulimits fix all three (FACTS).
+# permitted, then "cgroups in hybrid mode not supported"); runc and explicit ulimits fix all three
+# (docs/facts.md, Podman).
 CONTAINERS_CONF = """\
 [engine]
 runtime = "runc"

@@ -17,13 +17,14 @@ from stamp.local.baseimage import SEED_DIR
 from stamp.local.cloud import LocalCloud
 from stamp.local.containers import CLOUD_LABEL, LABEL, container_image_for, container_labels, remove
 from stamp.local.engine import Engine
+from stamp.tags import BUILD_ID_TAG
 
 SSH_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
-class Instance:
-    """A running local instance and how to reach it over SSH."""
+class Container:
+    """A running container of the local cloud (an instance, to the EC2 API) and how to reach it over SSH."""
 
     container_id: str
     name: str
@@ -96,7 +97,7 @@ def launch(
     wait: bool = True,
     timeout: float = SSH_TIMEOUT,
     authorized_keys: Sequence[str] = (),
-) -> Instance:
+) -> Container:
     """Start a container from the image tied to `ami_id`, with sshd published on 127.0.0.1.
 
     With `wait`, returns once the SSH banner answers and a real login as `ssh_user` works (a user-data
@@ -147,7 +148,7 @@ def launch(
         raise
     try:
         port = _ssh_port(engine, container_id)
-        instance = Instance(container_id, name, ami_id, "127.0.0.1", port, ssh_user)
+        instance = Container(container_id, name, ami_id, "127.0.0.1", port, ssh_user)
         if wait:
             wait_for_ssh(cloud, instance, timeout=timeout)
     except BaseException:
@@ -195,7 +196,7 @@ def _running(engine: Engine, container_id: str) -> bool:
     return done.returncode == 0 and done.stdout.strip() == "true"
 
 
-def wait_for_ssh(cloud: LocalCloud, instance: Instance, *, timeout: float = SSH_TIMEOUT) -> None:
+def wait_for_ssh(cloud: LocalCloud, instance: Container, *, timeout: float = SSH_TIMEOUT) -> None:
     """Wait until the SSH banner answers and `ssh … true` logs in (Packer retries a refused SSH only every 5 s)."""
     engine = cloud.engine_handle
     deadline = time.monotonic() + timeout
@@ -226,7 +227,7 @@ def wait_for_ssh(cloud: LocalCloud, instance: Instance, *, timeout: float = SSH_
     )
 
 
-def ssh_command(cloud: LocalCloud, instance: Instance, *command: str) -> list[str]:
+def ssh_command(cloud: LocalCloud, instance: Container, *command: str) -> list[str]:
     """The ssh argument list that runs `command` on the instance."""
     return ssh_args(cloud.ssh_config, instance.ssh_host, instance.ssh_port, instance.ssh_user, *command)
 
@@ -265,3 +266,12 @@ def list_instances(cloud: LocalCloud, labels: Mapping[str, str] | None = None) -
         for container_id, have in container_labels(cloud.engine_handle, cloud.cloud_id).items()
         if all(have.get(key) == value for key, value in wanted.items())
     ]
+
+
+def build_labels(cloud: LocalCloud) -> dict[str, str]:
+    """Container ID -> its `stamp:build-id` label ("" when it has none), for every instance of this cloud."""
+    return {
+        container_id: labels.get(BUILD_ID_TAG, "")
+        for container_id, labels in container_labels(cloud.engine_handle, cloud.cloud_id).items()
+        if labels.get(LABEL) == "1"
+    }

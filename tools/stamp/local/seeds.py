@@ -11,7 +11,8 @@ from typing import Any
 from stamp.errors import CatalogError
 
 # moto parses creation_date with botocore's timestamp parser; the "2026-11-01 12:34:00" form broke the first
-# call in a second region (FACTS), so only the ISO 8601 form EC2 itself returns is accepted.
+# call in a second region (docs/facts.md, Packer against moto), so only the ISO 8601 form EC2 itself returns is
+# accepted.
 _ISO_8601 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 _AMI_ID = re.compile(r"^ami-[0-9a-f]{8,17}$")
 _OWNER_ID = re.compile(r"^\d{12}$")

@@ -1,4 +1,4 @@
-"""Launchers: how verification gets instances — containers on the local cloud, EC2 instances on AWS."""
+"""EC2: Packer launches the build instance itself; verification gets EC2 instances with a key pair of its own."""
 
 from __future__ import annotations
 
@@ -9,61 +9,37 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
-from stamp import local
-from stamp.catalog.load import Image
 from stamp.cloud.protocol import Cloud
 from stamp.drivers import proc, runfiles
-from stamp.drivers.ssh import banner_answers, login_problem, ssh_args, ssh_config_text
+from stamp.drivers.ssh import banner_answers, login_problem, ssh_config_text
 from stamp.errors import CloudError, StampError
-from stamp.hosts.base import Host, Launcher
-from stamp.hosts.target import Target
+from stamp.hosts.base import CloudKind, Host, Launcher, Target, run_over_ssh
+
+if TYPE_CHECKING:
+    from stamp.catalog.load import Image
 
 
-@dataclass
-class LocalLauncher:
-    """Instances are containers from the image tied to the AMI, with sshd on 127.0.0.1.
+@dataclass(frozen=True)
+class Ec2Target(Target):
+    """AWS, through the standard credential chain."""
 
-    They accept the local cloud's own key (.stamp/local/ssh/, never collected as an artifact); the ssh_config
-    that shares one ssh master per instance, and its socket, live in a private run directory
-    (tools/stamp/drivers/runfiles.py) that goes with the last instance.
-    """
+    kind: ClassVar[CloudKind] = "aws"
 
-    cloud: local.LocalCloud
-    _run_dir: Path | None = field(default=None, init=False)
-    _running: set[str] = field(default_factory=set, init=False)
-
-    @property
-    def ssh_config(self) -> Path:
-        if self._run_dir is None:
-            run_dir = runfiles.make_run_dir()
-            config = ssh_config_text(self.cloud.ssh_private_key, control_dir=run_dir)
-            (run_dir / "ssh_config").write_text(config, encoding="utf-8")
-            self._run_dir = run_dir
-        return self._run_dir / "ssh_config"
-
-    def launch(self, ami_id: str, *, name: str, ssh_user: str, labels: dict[str, str]) -> Host:
-        instance = local.launch(self.cloud, ami_id, name=name, ssh_user=ssh_user, labels=labels)
-        self._running.add(instance.container_id)
-        return Host(instance.container_id, instance.ssh_host, instance.ssh_port, instance.ssh_user)
-
-    def terminate(self, host: Host) -> None:
-        try:
-            local.terminate(self.cloud, host.instance_id)
-        finally:
-            self._running.discard(host.instance_id)
-            if not self._running and self._run_dir is not None:
-                runfiles.remove_run_dir(self._run_dir)
-                self._run_dir = None
-
-    def run(self, host: Host, command: str) -> str:
-        return run_over_ssh(self.ssh_config, host, command)
-
-
-def run_over_ssh(config: Path, host: Host, command: str) -> str:
-    return proc.run(
-        ssh_args(config, host.ssh_host, host.ssh_port, host.ssh_user, command), echo=False, timeout=60
-    ).stdout
+    def launcher(self, image: Image, *, env: Mapping[str, str] | None = None) -> Launcher:
+        """EC2 instances in the image's build region, reachable as the environment says (see AwsLauncher)."""
+        env = os.environ if env is None else env
+        groups = tuple(g.strip() for g in env.get("STAMP_VERIFY_SECURITY_GROUP_IDS", "").split(",") if g.strip())
+        return AwsLauncher(
+            cloud=self.cloud,
+            region=image.regions[0],
+            instance_type=image.instance_type,
+            # Names the key pair; the instances also carry the build's own stamp:build-id through their labels.
+            key_id=f"{image.name}-{secrets.token_hex(4)}",
+            security_group_ids=groups,
+            private_ip=env.get("STAMP_VERIFY_PRIVATE_IP", "") in ("1", "true", "yes"),
+        )
 
 
 @dataclass
@@ -72,7 +48,7 @@ class AwsLauncher:
 
     Which network path that is depends on the organisation: `STAMP_VERIFY_SECURITY_GROUP_IDS` names security
     groups that admit the runner, and `STAMP_VERIFY_PRIVATE_IP=1` connects to private addresses (a runner
-    inside the VPC). Both are read once, by `launcher_for`.
+    inside the VPC). Both are read once, by `Ec2Target.launcher`.
 
     The private key and ssh_config live in `work_dir` when one is given, otherwise in a private run directory
     (tools/stamp/drivers/runfiles.py), never under build/; either way the key goes with the key pair, once the last
@@ -214,25 +190,4 @@ def wait_for_login(config: Path, host: Host, timeout: float) -> None:
         f"instance {host.instance_id} did not accept SSH logins as {host.ssh_user} at {host.ssh_host}:22"
         f" within {timeout:.0f} s: {last}",
         hint="check that the security groups admit this runner on port 22 (STAMP_VERIFY_SECURITY_GROUP_IDS)",
-    )
-
-
-def launcher_for(
-    target: Target, image: Image, *, work_dir: Path | None = None, env: Mapping[str, str] | None = None
-) -> Launcher:
-    """Containers on the local cloud; EC2 instances in the image's build region on AWS."""
-    if target.local is not None:
-        return LocalLauncher(target.local)
-    env = os.environ if env is None else env
-    groups = tuple(g for g in env.get("STAMP_VERIFY_SECURITY_GROUP_IDS", "").split(",") if g.strip())
-    return AwsLauncher(
-        cloud=target.cloud,
-        region=image.regions[0],
-        instance_type=image.instance_type,
-        # Without `work_dir`, the key goes to a private run directory: never build/, which is an artifact.
-        work_dir=work_dir,
-        # Names the key pair; the instances also carry the build's own stamp:build-id through their labels.
-        key_id=f"{image.name}-{secrets.token_hex(4)}",
-        security_group_ids=tuple(g.strip() for g in groups),
-        private_ip=env.get("STAMP_VERIFY_PRIVATE_IP", "") in ("1", "true", "yes"),
     )
