@@ -8,7 +8,6 @@ from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
 
 from stamp.cloud.protocol import (
     ImageDetails,
@@ -407,17 +406,3 @@ class FakeEncryption:
     snapshot_keys: dict[tuple[str, str], str] = field(default_factory=dict)
     keys: dict[tuple[str, str], KmsKey] = field(default_factory=dict)
     aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
-
-
-def release_entry(version: int, amis: dict[str, str], status: str = "current") -> dict[str, Any]:
-    """A `releases:` list item of image `web`, built from `base` version 1, as catalog.yaml holds it."""
-    return {
-        "version": version,
-        "amis": amis,
-        "built_at": f"2026-11-{version:02d}T12:00:00Z",
-        "commit": "1a2b3c4d5e6f",
-        "build_id": f"web-{version}-abcdef",
-        "source": {"image": "base", "version": 1},
-        "verified": "passed",
-        "status": status,
-    }

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from builders import build_result
 from conftest import NOW, MakeAmi
 from fakes import FakeCloud
 from scoreboard import Scoreboard
 from stamp import clock
 from stamp.catalog.load import load_catalog
-from stamp.catalog.models import ReleaseSource
 from stamp.catalog.results import BuildResult, write_result
 from stamp.cli import main
 from stamp.clock import iso
@@ -30,19 +30,9 @@ COPY_ACCOUNT = "555566667777"
 
 
 def _result(amis: dict[str, str], *, build_id: str = "web-20261127110000-abcdef", dirty: bool = False) -> BuildResult:
-    return BuildResult(
-        image="web",
-        build_id=build_id,
-        cloud="aws",
-        amis=amis,
-        source=ReleaseSource(image="base", version=1),
-        commit="1a2b3c4d5e6f",
-        started_at="2026-11-27T11:00:00Z",
-        finished_at="2026-11-27T11:10:00Z",
-        packer_version="1.6.6",
-        verified="passed",
-        dirty=dirty,
-        dirty_inputs=["images/web/provision.sh"] if dirty else [],
+    inputs = ["images/web/provision.sh"] if dirty else []
+    return build_result(
+        build_id=build_id, amis=amis, dirty=dirty, dirty_inputs=inputs, started_at="2026-11-27T11:00:00Z"
     )
 
 

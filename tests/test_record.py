@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from builders import build_result
 from conftest import REPO
 from stamp.catalog.edit import set_status, with_release
 from stamp.catalog.load import Catalog, build_catalog, load_catalog, parse
@@ -377,19 +378,9 @@ def test_with_release_always_loads_and_keeps_the_prefix(
 
 
 def _result(**changes: Any) -> BuildResult:
-    fields: dict[str, Any] = {
-        "image": "web",
-        "build_id": "web-9-abcdef",
-        "cloud": "aws",
-        "amis": AMIS,
-        "source": ReleaseSource(image="base", version=2),
-        "commit": "0a1b2c3d",
-        "started_at": "2026-11-26T15:00:00Z",
-        "finished_at": "2026-11-26T15:09:00Z",
-        "packer_version": "1.6.6",
-        "verified": "passed",
-    }
-    return BuildResult(**(fields | changes))
+    return build_result(
+        **({"build_id": "web-9-abcdef", "amis": AMIS, "source": {"image": "base", "version": 2}} | changes)
+    )
 
 
 def test_release_from_result_takes_the_next_version_and_the_start_time() -> None:

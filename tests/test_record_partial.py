@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from builders import build_result
 from stamp.catalog import edit as catalog_edit
 from stamp.catalog import load as catalog_module
 from stamp.catalog.models import Release
@@ -59,18 +60,7 @@ def _catalog(others: int = 40) -> str:
 
 
 def _result(image: str = "web", build_id: str = "web-4-abcdef") -> BuildResult:
-    return BuildResult(
-        image=image,
-        build_id=build_id,
-        cloud="aws",
-        amis={region: f"ami-0{n:016x}" for n, region in enumerate(REGIONS, start=40)},
-        source={"image": "base", "version": 1},
-        commit="0123456789ab",
-        started_at="2026-11-26T15:00:00Z",
-        finished_at="2026-11-26T15:20:00Z",
-        packer_version="1.9.4",
-        verified="passed",
-    )
+    return build_result(image, build_id, amis={region: f"ami-0{n:016x}" for n, region in enumerate(REGIONS, start=40)})
 
 
 @pytest.fixture

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from moto.ec2.models import ec2_backends
 
+from builders import release_entry
 from conftest import MakeAmi
-from fakes import FakeCloud, release_entry
+from fakes import FakeCloud
 from stamp.catalog.load import Catalog, load_catalog
 from stamp.cloud.aws import AwsCloud
 from stamp.cloud.protocol import KmsKey, ShareSet

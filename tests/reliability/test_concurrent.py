@@ -9,6 +9,7 @@ from pathlib import Path
 
 from test_hostile import CATALOG, make_repo
 
+from builders import build_result
 from conftest import MakeAmi, MotoEndpoint
 from scoreboard import Scoreboard
 from stamp.catalog.load import load_catalog
@@ -21,17 +22,11 @@ WRITERS = 10
 def _result(index: int, amis: dict[str, str]) -> BuildResult:
     # Start times in a scrambled order, so the newest build is not always the last one to finish recording.
     minute = (index * 7) % WRITERS
-    return BuildResult(
-        image="web",
+    return build_result(
         build_id=f"web-par-{index}",
-        cloud="aws",
         amis=amis,
-        source={"image": "base", "version": 1},
         commit=f"{index:02d}a1b2c3d4",
         started_at=f"2026-11-21T15:{minute:02d}:00Z",
-        finished_at="2026-11-21T16:00:00Z",
-        packer_version="1.6.6",
-        verified="passed",
     )
 
 

@@ -20,12 +20,12 @@ import pytest
 
 import stamp.catalog.load
 import stamp.drivers.packer
+from builders import build_result
 from scoreboard import Scoreboard
 from stamp.catalog import yamlsafe
 from stamp.catalog.results import BuildResult, write_result
 from stamp.cli import BUG_EXIT_CODE, main
 from stamp.drivers.hcl import HCL_FILE, VARS_FILE
-from stamp.hosts.ec2 import Ec2Target
 from test_catalog import BAD_CASES, GOOD
 from test_render import FIELDS, PATH_FIELDS, PAYLOADS, _benign
 
@@ -743,19 +743,7 @@ def test_a_link_inside_the_repository_is_fine(guard: Guard) -> None:
 
 
 def _result(image: str, build_id: str, **changes: Any) -> BuildResult:
-    fields: dict[str, Any] = {
-        "image": image,
-        "build_id": build_id,
-        "cloud": "aws",
-        "amis": {"us-east-1": "ami-0123456789abcdef1", "eu-west-1": "ami-0fedcba987654321f"},
-        "source": {"image": "base", "version": 1},
-        "commit": "0a1b2c3d",
-        "started_at": "2026-11-21T15:00:00Z",
-        "finished_at": "2026-11-21T15:09:00Z",
-        "packer_version": "1.6.6",
-        "verified": "passed",
-    }
-    return BuildResult.model_validate(fields | changes)
+    return build_result(image, build_id, **({"commit": "0a1b2c3d", "started_at": "2026-11-21T15:00:00Z"} | changes))
 
 
 @pytest.fixture
@@ -763,6 +751,7 @@ def trust(monkeypatch: pytest.MonkeyPatch) -> Callable[[BuildResult], BuildResul
     """Makes the CLI's cloud one (in memory) where a result's AMIs exist, owned and tagged as `stamp verify`
     leaves them, so record's cloud checks (tests/test_custody.py) pass and the catalog edit is what is tested."""
     from fakes import FakeCloud, FakeImage
+    from stamp.hosts.ec2 import Ec2Target
     from stamp.tags import BUILD_ID_TAG, VERIFIED, VERIFIED_TAG
 
     cloud = FakeCloud()

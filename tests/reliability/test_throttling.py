@@ -18,8 +18,8 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse, HTTPHeaders
 
+from builders import build_result, release_entry
 from conftest import MakeAmi, MotoEndpoint
-from fakes import release_entry
 from scoreboard import Scoreboard
 from stamp.catalog.load import Catalog, load_catalog
 from stamp.catalog.results import BuildResult
@@ -410,17 +410,14 @@ releases: {{}}
 def _result(
     image: str, amis: dict[str, str], *, verified: Literal["passed", "failed"] = "passed", build_id: str = ""
 ) -> BuildResult:
-    return BuildResult(
-        image=image,
-        build_id=build_id or f"{image}-1-abcdef",
-        cloud="aws",
+    source = {"amis": {"us-east-1": "ami-0aaaaaaaaaaaaaaaa"}} if image == "base" else {"image": "base", "version": 1}
+    return build_result(
+        image,
+        build_id or f"{image}-1-abcdef",
         amis=amis,
-        source={"amis": {"us-east-1": "ami-0aaaaaaaaaaaaaaaa"}} if image == "base" else {"image": "base", "version": 1},
-        commit="1a2b3c4d5e6f",
-        started_at="2026-11-26T12:00:00Z",
-        finished_at="2026-11-26T12:10:00Z",
-        packer_version="1.6.6",
+        source=source,
         verified=verified,
+        started_at="2026-11-26T12:00:00Z",
     )
 
 

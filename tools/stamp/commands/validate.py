@@ -115,7 +115,7 @@ NO_TESTS_COLLECTED = 5
 # sees the same stand-in credentials as Packer.
 COLLECT_ENV = {**VALIDATE_ENV, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONDONTWRITEBYTECODE": "1"}
 # In pytest's report of a collection error: a traceback entry (`path:line: in function`), the header of one error.
-_LOCATION = re.compile(r"^(?P<path>[^\s:][^:]*):(?P<line>\d+): in \S")
+_LOCATION = re.compile(r"^(?P<path>[^\s:\x00][^:\x00]*):(?P<line>\d+): in \S")
 _ERROR_HEADER = re.compile(r"^_+ ERROR collecting (?P<path>.+?) _+$")
 _EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*: ")
 
@@ -175,7 +175,7 @@ def _python_files(folder: Path) -> list[Path]:
 
 def _compile_problem(module: Path) -> str | None:
     """Why `module` does not compile (`file:line:column: SyntaxError: message`), or None when it does."""
-    shown = _display(module)
+    shown = yamlsafe.show(_display(module), 200)  # a file name can hold a newline: the problem stays one line
     try:
         source = module.read_bytes()
     except OSError as exc:
@@ -249,7 +249,7 @@ def _describe_error(folder: Path, file: Path, lines: Sequence[str]) -> str:
     errors = [line[1:].strip() for line in lines[after:] if line.startswith("E ")]
     last = next((line.strip() for line in reversed(lines) if line.strip()), "collection failed")
     message = next((error for error in errors if _EXCEPTION.match(error)), errors[0] if errors else last)
-    return f"{where}: {yamlsafe.show(message, 200)} (pytest cannot collect it)"
+    return f"{yamlsafe.show(where, 200)}: {yamlsafe.show(message, 200)} (pytest cannot collect it)"
 
 
 def _catalog_spots(catalog: Catalog, keys: Sequence[YamlPath]) -> dict[YamlPath, str]:
