@@ -155,11 +155,13 @@ def minimum_publish_calls(images: int, regions: int) -> int:
 
     Per region: DescribeImages for the AMIs (100 IDs a call), DescribeSnapshots for their snapshots (100 a call)
     to refuse any on the default aws/ebs key (AWS's DescribeImages says `Encrypted` and saves it; moto's does
-    not), GetParameters for the current-AMI parameters (10 names a call); per AMI one DescribeImageAttribute
-    (there is no batch read of launch permissions) and one ModifyImageAttribute (additions for all 30 principals
-    in one call); per image one PutParameter.
+    not), GetParameters for the current-AMI parameters (10 names a call), and one DescribeImages of the
+    account's own stamp AMIs to find images removed from the catalog (docs/custody.md); per AMI one
+    DescribeImageAttribute (there is no batch read of launch permissions), one ModifyImageAttribute (additions
+    for all 30 principals in one call) and one DescribeSnapshotAttribute (every snapshot is reconciled, so one
+    shared outside stamp is found); per image one PutParameter.
     """
-    per_region = math.ceil(images / 100) * 2 + math.ceil(images / 10) + images * 2 + images
+    per_region = math.ceil(images / 100) * 2 + math.ceil(images / 10) + 1 + images * 3 + images
     return per_region * regions
 
 
