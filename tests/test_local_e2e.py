@@ -11,6 +11,7 @@ import pytest
 from mypy_boto3_ec2 import EC2Client
 
 from stamp.drivers import proc
+from stamp.drivers.ssh import ssh_args
 from stamp.errors import CloudError
 from stamp.local import (
     Container,
@@ -27,7 +28,6 @@ from stamp.local import (
 )
 from stamp.local.cloud import _pid_alive
 from stamp.local.containers import CLOUD_LABEL
-from stamp.local.instances import ssh_command
 
 pytestmark = pytest.mark.e2e
 
@@ -73,7 +73,8 @@ def ec2(cloud: LocalCloud, region: str) -> EC2Client:
 
 
 def ssh(cloud: LocalCloud, instance: Container, command: str) -> str:
-    return proc.run(ssh_command(cloud, instance, command), timeout=60).stdout.strip()
+    args = ssh_args(cloud.ssh_config, instance.ssh_host, instance.ssh_port, instance.ssh_user, command)
+    return proc.run(args, timeout=60).stdout.strip()
 
 
 def test_up_twice_reuses_the_running_cloud(cloud: LocalCloud, repo_root: Path) -> None:

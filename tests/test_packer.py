@@ -82,14 +82,6 @@ def test_init_only_where_plugins_are_required(tmp_path: Path) -> None:
     assert packer.init(tmp_path) is False, "a Packer 1.6.6 render has no plugins file and needs no init"
 
 
-def test_evaluate_takes_one_expression(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="one line"):
-        packer.evaluate(tmp_path, "var.a\nvar.b")
-
-
-# --- manifest -----------------------------------------------------------------------------------------------
-
-
 def _entry(run: str, artifact: str, build_id: str) -> dict[str, Any]:
     return {
         "name": "image",

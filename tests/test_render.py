@@ -32,7 +32,7 @@ import pytest
 
 from stamp.catalog.load import Catalog, load_catalog
 from stamp.commands.validate import VALIDATE_ENV
-from stamp.drivers import packer
+from stamp.drivers import packer, proc
 from stamp.drivers.hcl import (
     BUILD_VARIABLES,
     FINALIZE_FILE,
@@ -326,7 +326,7 @@ def test_packer_receives_payloads_literally(payload_name: str, tmp_path: Path) -
         write_render(render_image(catalog, image, packer_version=packer.detect_version()), folder)
         values = json.loads((folder / VARS_FILE).read_text())
         repo_root = str(catalog.root)
-        answer = json.loads(packer.evaluate(folder, _everything(values), variables={"repo_root": repo_root}))
+        answer = json.loads(_packer_console(folder, _everything(values), {"repo_root": repo_root}))
         assert answer["variables"] == values
         assert answer["variables"]["description"] == payload
         assert answer["scripts"] == [f"{repo_root}/{path}" for path in values["provision_scripts"]]
@@ -459,3 +459,11 @@ def _everything(values: dict[str, Any]) -> str:
     variables = ", ".join(f"{name} = var.{name}" for name in sorted(values))
     files = ", files_source = local.files_source" if "files_dir" in values else ""
     return f"jsonencode({{ variables = {{ {variables} }}, scripts = local.scripts, run_tags = local.run_tags{files} }})"
+
+
+def _packer_console(folder: Path, expression: str, variables: dict[str, str]) -> str:
+    """What the real Packer makes of one HCL expression in `folder` (`packer console` answers only its last
+    input line, so one expression)."""
+    args = [packer.PACKER, "console", *packer.var_args(variables), "."]
+    done = proc.run(args, cwd=folder, env=packer.packer_env(None), input_text=expression + "\n", timeout=120)
+    return done.stdout.rstrip("\n")

@@ -160,11 +160,6 @@ def render_all_user_data(template: str, instances: Sequence[Mapping[str, Any]], 
     return rendered
 
 
-def render_user_data(template: str, values: Mapping[str, Any], *, source: str) -> str:
-    """One instance's user-data (see render_all_user_data)."""
-    return render_all_user_data(template, [values], source=source)[0]
-
-
 def launch_instances(
     catalog: Catalog,
     name: str,

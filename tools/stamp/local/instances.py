@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from stamp.drivers.ssh import banner_answers, login_problem, ssh_args
+from stamp.drivers.ssh import banner_answers, login_problem
 from stamp.errors import CloudError
 from stamp.local.baseimage import SEED_DIR
 from stamp.local.cloud import LocalCloud
@@ -225,11 +225,6 @@ def wait_for_ssh(cloud: LocalCloud, instance: Container, *, timeout: float = SSH
         hint=f"inspect it with `{engine.name} logs {instance.container_id[:12]}`; an image without sshd or"
         f" without the user {instance.ssh_user} cannot be an instance",
     )
-
-
-def ssh_command(cloud: LocalCloud, instance: Container, *command: str) -> list[str]:
-    """The ssh argument list that runs `command` on the instance."""
-    return ssh_args(cloud.ssh_config, instance.ssh_host, instance.ssh_port, instance.ssh_user, *command)
 
 
 def commit(cloud: LocalCloud, container_id: str, ami_ids: Sequence[str]) -> str:
