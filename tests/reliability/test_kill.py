@@ -194,6 +194,8 @@ def _stamp(ws: Workspace, *args: str) -> list[str]:
         "-m",
         "stamp",
         *args,
+        # The lines these tests wait for (engine commands, Packer's steps) are printed with -v only.
+        "-v",
         "--cloud",
         "local",
         "--catalog",

@@ -145,7 +145,7 @@ def test_a_failing_packer_build(
     outcome = guard.run(["build", "web", "--out", "build"], may_create=("build",))
     assert_refused(outcome, 3, "packer build of image 'web' failed (exit 1)", "Unsupported", where=None)
     assert not (guard.repo / "build" / "web" / "result.json").exists()
-    assert (guard.repo / "build" / "web" / "packer.log").is_file(), "the log a failure points to is kept"
+    assert (guard.repo / "build" / "web" / "logs" / "packer.log").is_file(), "the log a failure points to is kept"
 
 
 # -- container engine ----------------------------------------------------------------------------------------

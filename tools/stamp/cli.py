@@ -18,7 +18,7 @@ from types import FrameType
 
 from stamp import __version__, clock
 from stamp.errors import CatalogProblems, ProcessError, StampError, Terminated
-from stamp.output import say
+from stamp.output import say, set_verbose
 
 
 def _plan_options(p: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -40,8 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("STAMP_CLOUD", "aws"),
         help="aws (standard credential chain) or local (the embedded local cloud); env STAMP_CLOUD",
     )
+    verbose_help = "also show what tools print (Packer, apt, pytest, the container engine) and the commands run"
+    # Before or after the command: `stamp -v build web` and `stamp build web -v` alike.
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose_help)
     parser = argparse.ArgumentParser(prog="stamp", description="A GitOps catalog of golden machine images.")
     parser.add_argument("--version", action="version", version=f"stamp {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help=verbose_help)
     sub = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", help="one of these; `stamp COMMAND --help` for its options"
     )
@@ -91,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ID",
         help="rerun an interrupted build under its ID: AMIs it registered in every region are adopted, not rebuilt",
     )
+    p.add_argument(
+        "--on-error",
+        choices=["cleanup", "keep"],
+        default="cleanup",
+        help="when a build fails: cleanup (default) removes its machine; keep leaves it running to debug and prints"
+        " how to open a shell on it (`stamp gc` removes it later)",
+    )
 
     p = add(
         "gc",
@@ -109,6 +120,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("verify", "launch fresh instances of the built image and run its testinfra tests", "stamp verify web")
     p.add_argument("image", metavar="IMAGE", help="the image whose last build (<out>/<image>/result.json) is verified")
     p.add_argument("--out", default="build", help="where build results go: <out>/<image>/result.json (default: build)")
+
+    p = add(
+        "notes",
+        "release notes: packages added, removed, upgraded and downgraded against the previous release, the kernel"
+        " change and the CVEs fixed, from the package inventories verification kept",
+        "stamp notes base",
+    )
+    p.add_argument("image", metavar="IMAGE", help="the image whose release is described")
+    p.add_argument("version", metavar="VERSION", type=int, nargs="?", help="the release (default: the current one)")
+    p.add_argument(
+        "--format", choices=["markdown", "json"], default="markdown", help="markdown (default) or json, on stdout"
+    )
+    p.add_argument(
+        "--out",
+        default="build",
+        help="where verification kept the inventories: <out>/<image>/inventory/<build_id>.json (default: build)",
+    )
 
     p = add(
         "plan",
@@ -232,6 +260,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("demo", "the whole pipeline on the local cloud, in a scratch copy of the repository", "stamp demo --keep")
     p.add_argument("--keep", action="store_true", help="keep the scratch workspace for inspection")
 
+    p = add(
+        "workspace",
+        "make a scratch workspace: a copy of this repository with its own git history, marked so that local-cloud"
+        " releases may be recorded in it",
+        "stamp workspace ../stamp-scratch",
+    )
+    p.add_argument("dir", metavar="DIR", help="the folder to make it in: a new one, or an empty one")
+
     p = add("local", "the embedded local cloud: up, down, status, env", "stamp local up")
     p.add_argument(
         "action",
@@ -249,6 +285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
+    # Reset on the way out: tests call main() many times in one process.
+    was_verbose = set_verbose(bool(getattr(args, "verbose", False)))
     try:
         with _sigterm_raises():
             # Imported on use: `stamp lookup` need not load boto3, Packer's driver or the local cloud.
@@ -272,6 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log = _write_crash_log(args.command)
         say(f"stamp {args.command}: unexpected error (a bug in stamp); the traceback is in {log}")
         return BUG_EXIT_CODE
+    finally:
+        set_verbose(was_verbose)
 
 
 # EX_SOFTWARE from BSD's sysexits.h: an internal error. Listed with the other codes in the README.

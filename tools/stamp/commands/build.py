@@ -6,13 +6,14 @@ import argparse
 import os
 import re
 import secrets
-import sys
+import shlex
+import shutil
 import time
 from collections.abc import Collection
 from datetime import datetime
 from pathlib import Path
 
-from stamp import clock
+from stamp import clock, output
 from stamp.catalog.load import Catalog, Image
 from stamp.catalog.models import ReleaseSource
 from stamp.catalog.results import BuildResult, result_path, write_result
@@ -24,12 +25,16 @@ from stamp.drivers import packer, proc, runfiles
 from stamp.drivers.buildlock import build_lock
 from stamp.drivers.git import catalog_at, changed_paths
 from stamp.drivers.hcl import MANIFEST_FILE, render_image, write_render
+from stamp.drivers.ssh import ssh_config_text
 from stamp.drivers.stopping import check_stop, is_stopping
 from stamp.errors import BuildError, CatalogError, CloudError, ProcessError, StampError, Stopped, UsageError
 from stamp.hosts.base import BuildMachine, Target
+from stamp.output import say
 from stamp.tags import BUILD_ID_TAG, SOURCE_AMI_TAG, run_tags
 
 UNKNOWN_COMMIT = "0000000"
+# Under build/<image>/: Packer's output (packer.log) and every command stamp ran for the build (build.log).
+LOGS = "logs"
 
 
 def new_build_id(image: str, now: datetime) -> str:
@@ -89,15 +94,37 @@ def resolve_source(catalog: Catalog, image: Image, target: Target) -> tuple[str,
 
 
 def build_image(
-    catalog: Catalog, name: str, target: Target, *, build_root: Path, build_id: str | None = None
+    catalog: Catalog,
+    name: str,
+    target: Target,
+    *,
+    build_root: Path,
+    build_id: str | None = None,
+    on_error: str = "cleanup",
 ) -> BuildResult:
-    """Build one image, holding its build lock: a second build of it in this workspace is refused (exit 6)."""
-    with build_lock(build_root, name):
-        return _build_image(catalog, name, target, build_root=build_root, build_id=build_id)
+    """Build one image, holding its build lock: a second build of it in this workspace is refused (exit 6).
+
+    The commands it runs are logged in build/<image>/logs/build.log, Packer's output in packer.log next to it.
+    """
+    with build_lock(build_root, name), output.logging_to(build_root / name / LOGS / "build.log"):
+        try:
+            result = _build_image(catalog, name, target, build_root=build_root, build_id=build_id, on_error=on_error)
+        except Exception as exc:
+            if not isinstance(exc, Stopped):  # a failed build is not resumed; a stopped one is (Stopped's hint)
+                output.resume_with(name, "build", None)
+            raise
+        output.resume_with(name, "build", None)
+        return result
 
 
 def _build_image(
-    catalog: Catalog, name: str, target: Target, *, build_root: Path, build_id: str | None = None
+    catalog: Catalog,
+    name: str,
+    target: Target,
+    *,
+    build_root: Path,
+    build_id: str | None = None,
+    on_error: str = "cleanup",
 ) -> BuildResult:
     """Build one image; the build container (local cloud) and the build's key pair are removed whatever happens.
 
@@ -115,6 +142,9 @@ def _build_image(
         adopted = _adopt(catalog, image, target, build_id, build_root=build_root)
         if adopted is not None:
             return adopted
+    output.log_line(f"# stamp build {name}: build {build_id}, started {clock.iso(started)}")
+    # Ctrl-C or SIGTERM from here on: a rerun under this ID adopts the AMIs the build got to register.
+    output.resume_with(name, "build", f"stamp build {name} --build-id {build_id}")
     check_stop(name, build_id)
     # Read before Packer starts: the commit the result names must be what Packer uploads.
     uncommitted = uncommitted_inputs(catalog, name)
@@ -133,10 +163,13 @@ def _build_image(
     key_name: str | None = None
     private_key: Path | None = None
     group_id: str | None = None
+    kept = False
     try:
         key_name, private_key = _import_key_pair(target, image, build_id)
         public_key = private_key.with_suffix(".pub").read_text(encoding="utf-8")
-        machine = target.start_build(image, build_id, source_ami=source_ami, public_key=public_key)
+        with output.step(name, "start the build machine") as step:
+            machine = target.start_build(image, build_id, source_ami=source_ami, public_key=public_key)
+            step.silent = machine.machine_id is None  # Packer starts it (EC2): nothing happened here
         if machine.machine_id is not None:
             timings["start_instance"] = machine.seconds
         variables |= machine.variables
@@ -148,9 +181,17 @@ def _build_image(
             "security_group_id": group_id,
         }
         tick = time.monotonic()
+        log = out / LOGS / "packer.log"
+        log.unlink(missing_ok=True)
         try:
-            packer.build(out, env=target.packer_env, vars=variables, log=out / "packer.log", image=name)
+            if on_error == "keep":
+                packer.build(out, env=target.packer_env, vars=variables, log=log, image=name, on_error="abort")
+            else:  # the plain call, which stand-ins for packer.build in tests take
+                packer.build(out, env=target.packer_env, vars=variables, log=log, image=name)
         except BuildError as exc:
+            if on_error == "keep" and not is_stopping():
+                kept = True
+                raise _kept(exc, catalog, target, image, build_id, machine, private_key) from None
             raise _with_leftovers(exc, target, image, build_id, (key_name, group_id)) from None
         timings["packer"] = round(time.monotonic() - tick, 2)
         amis = packer.read_manifest(out / MANIFEST_FILE, build_id=build_id)
@@ -169,7 +210,7 @@ def _build_image(
             stopped = Stopped(f"[{name}] build {build_id} stopped after Packer registered its AMIs")
             raise _with_leftovers(stopped, target, image, build_id, (key_name, group_id))
     finally:
-        _clean_up(target, image, build_id, machine, key_name, private_key, group_id)
+        _clean_up(target, image, build_id, machine, key_name, private_key, group_id, kept=kept)
     result = BuildResult(
         image=name,
         build_id=build_id,
@@ -244,12 +285,18 @@ def _clean_up(
     key_name: str | None,
     private_key: Path | None,
     group_id: str | None,
+    *,
+    kept: bool = False,
 ) -> None:
-    """Remove the build container, key pair and group; a failure here is reported, never hides the build's error."""
-    steps = target.build_cleanup(build_id, machine)
-    if key_name is not None:
+    """Remove the build container, key pair and group; a failure here is reported, never hides the build's error.
+
+    A kept build (`--on-error keep`) leaves its machine, key pair and group for `stamp gc`; its private key was
+    copied out of the run directory first (`_kept`).
+    """
+    steps = [] if kept else target.build_cleanup(build_id, machine)
+    if key_name is not None and not kept:
         steps.append((f"key pair {key_name}", lambda: target.cloud.delete_key_pair(image.regions[0], key_name)))
-    if group_id is not None:
+    if group_id is not None and not kept:
         # Packer has terminated its instance by now (it waits for that), so the group is free to go.
         steps.append(
             (f"security group {group_id}", lambda: target.cloud.delete_security_group(image.regions[0], group_id))
@@ -318,6 +365,47 @@ def _with_leftovers(
     if error.hint:
         hint = f"{error.hint}; {hint}"
     return (Stopped if stopped else BuildError)("\n".join(lines), hint=hint)
+
+
+def _kept(
+    error: BuildError,
+    catalog: Catalog,
+    target: Target,
+    image: Image,
+    build_id: str,
+    machine: BuildMachine | None,
+    private_key: Path | None,
+) -> BuildError:
+    """`error`, for a build whose machine stays running (`--on-error keep`): how to log in, and what removes it.
+
+    The build's private key lives in a run directory that goes with this process, so it is copied to
+    .stamp/kept/<build-id>/ (never under build/), with an ssh_config naming it; `stamp gc` removes both
+    together with the machine (tools/stamp/commands/gc.py).
+    """
+    config: Path | None = None
+    if private_key is not None and private_key.is_file():
+        folder = gc.kept_key_dir(catalog.root, build_id).resolve()
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        folder.chmod(0o700)
+        key = folder / private_key.name
+        shutil.copyfile(private_key, key)
+        key.chmod(0o600)
+        config = folder / "ssh_config"
+        config.write_text(ssh_config_text(key), encoding="utf-8")
+    login: list[str] = []
+    why = "no build machine was left running to keep (--on-error keep)"
+    try:
+        login = target.kept_login(image, build_id, machine, config) if config is not None else []
+    except StampError as exc:  # the build's own failure is the news: this must not hide it
+        why = f"the kept build machine could not be looked up: {exc.message.splitlines()[0]}"
+    failed = _with_leftovers(error, target, image, build_id)
+    if not login:
+        return BuildError(f"{failed.message}\n{why}", hint=failed.hint)
+    lines = [failed.message, "the build machine is kept running (--on-error keep); open a shell on it with:"]
+    lines += [f"  {line}" for line in login]
+    assert config is not None
+    lines.append(f"  (the build's private key is kept in {config.parent}; `stamp gc` removes it with the machine)")
+    return BuildError("\n".join(lines), hint=failed.hint)
 
 
 def _adopt(catalog: Catalog, image: Image, target: Target, build_id: str, *, build_root: Path) -> BuildResult | None:
@@ -428,6 +516,8 @@ def _clear(catalog: Catalog, target: Target, build_id: str, *, keep_amis: Collec
             hint="a build role may not deregister images: run `stamp gc` with the janitor's role, then this build"
             " again (or leave out --build-id)",
         )
+    # A machine kept by `--on-error keep` went with the rest: so does its key.
+    shutil.rmtree(gc.kept_key_dir(catalog.root, build_id), ignore_errors=True)
 
 
 def _source_packer_used(target: Target, image: Image, amis: dict[str, str], looked_up: str) -> str:
@@ -436,10 +526,6 @@ def _source_packer_used(target: Target, image: Image, amis: dict[str, str], look
     details = target.cloud.describe_image(region, amis[region])
     used = details.tags.get("stamp:source-ami", "") if details else ""
     return used if used.startswith("ami-") else looked_up
-
-
-def say(message: str) -> None:
-    print(message, file=sys.stderr)
 
 
 def uncommitted_inputs(catalog: Catalog, image: str) -> list[str]:
@@ -466,11 +552,47 @@ def run(args: argparse.Namespace) -> int:
     if args.build_id and len(names) != 1:
         raise UsageError("--build-id names one build: give exactly one image with it")
     target = target_of(args, catalog)
+    if target.kind == "local":
+        # A restarted local cloud has lost every AMI built in it: say so before a child build fails on its parent.
+        from stamp.local.stale import parent_warnings
+
+        for line in parent_warnings(target.cloud, catalog, names):
+            say(line)
     build_root = Path(args.out)
-    outcomes = run_in_layers(
-        catalog,
-        names,
-        lambda n: build_image(catalog, n, target, build_root=build_root, build_id=args.build_id),
-        parallel=args.parallel,
-    )
+    finished: list[str] = []
+
+    on_error = getattr(args, "on_error", "cleanup")
+
+    def work(name: str) -> BuildResult:
+        result = build_image(catalog, name, target, build_root=build_root, build_id=args.build_id, on_error=on_error)
+        finished.append(name)
+        return result
+
+    def rest() -> str:
+        # Those whose build got a build ID are resumed under it (output.resume_with); these never started.
+        left = [n for n in names if n not in finished and not output.resuming(n)]
+        return f"stamp build {' '.join(left)}" if left else ""
+
+    with output.interruptible(rest, options=rerun_options(args)):
+        outcomes = run_in_layers(catalog, names, work, parallel=args.parallel)
     return report_outcomes(outcomes, 3)
+
+
+def rerun_options(args: argparse.Namespace) -> str:
+    """The options a suggested command needs to work where this one did: the catalog, the cloud, --out."""
+    return suggest_options(
+        catalog=getattr(args, "catalog", "catalog.yaml"),
+        cloud=getattr(args, "cloud", ""),
+        out=getattr(args, "out", "build"),
+    )
+
+
+def suggest_options(*, catalog: str | Path, cloud: str, out: str | Path) -> str:
+    options = []
+    if Path(catalog).resolve() != Path("catalog.yaml").resolve():
+        options.append(f"--catalog {shlex.quote(str(catalog))}")
+    if cloud and cloud != os.environ.get("STAMP_CLOUD", "aws"):
+        options.append(f"--cloud {cloud}")
+    if Path(out).resolve() != Path("build").resolve():
+        options.append(f"--out {shlex.quote(str(out))}")
+    return " ".join(options)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stamp import output
 from stamp.catalog.load import Catalog, load_catalog
 from stamp.catalog.results import read_result
 from stamp.commands.record import WORKSPACE_MARKER
@@ -34,15 +35,21 @@ class Demo:
     timings: list[tuple[str, float]] = field(default_factory=list)
 
     def step(self, title: str, *args: str) -> proc.Completed:
-        """Run one `stamp` command in the workspace, streaming its output, and time it."""
+        """Run one `stamp` command in the workspace and time it; its own step lines are shown, indented (with
+        `-v`, everything it prints: it gets `-v` too). On a terminal, a live line counts the step's time."""
         banner(title)
         started = time.monotonic()
-        done = proc.run_logged(
-            [sys.executable, "-m", "stamp", *args],
-            log=self.workspace / ".stamp" / "demo.log",
-            cwd=self.workspace,
-            env={"STAMP_CLOUD": "local"},
-        )
+        verbose = ["-v"] if output.verbose() else []
+        with output.step("", title) as step:
+            step.silent = True  # the timings table at the end has it
+            done = proc.run_logged(
+                [sys.executable, "-m", "stamp", *verbose, *args],
+                log=self.workspace / ".stamp" / "demo.log",
+                prefix="  ",
+                cwd=self.workspace,
+                env={"STAMP_CLOUD": "local"},
+                show=True,
+            )
         self.timings.append((title, time.monotonic() - started))
         return done
 
@@ -51,7 +58,7 @@ class Demo:
 
 
 def banner(title: str) -> None:
-    print(f"\n==> {title}", file=sys.stderr)
+    output.say(f"==> {title}")
 
 
 def copy_repository(source: Path, workspace: Path) -> None:
@@ -90,7 +97,7 @@ def commit_records(demo: Demo, message: str) -> None:
     """What the merge workflow's final job does: one commit with every recorded release."""
     demo.git("add", "catalog.yaml")
     demo.git("commit", "-q", "-m", message)
-    print(f"+ git commit -m '{message}'", file=sys.stderr)
+    output.say(f"==> git commit -m '{message}'")
 
 
 def summary(catalog: Catalog, build_root: Path) -> str:
@@ -147,7 +154,9 @@ def run_demo(source: Path, *, keep: bool = False, workspace: Path | None = None)
         with (scratch / CHANGED_SCRIPT).open("a", encoding="utf-8") as script:
             script.write(CHANGE)
         demo.git("commit", "-q", "-am", "base: record a demo change")
-        print(demo.git("show", "--stat", "--format=%s", "HEAD").strip(), file=sys.stderr)
+        for line in demo.git("show", "--stat", "--format=%s", "HEAD").strip().splitlines():
+            if line.strip():
+                output.say(f"  {line.strip()}")
         demo.step("plan for the pull request (table)", "plan", "--base", "main")
         demo.step("plan for the pull request (PR comment)", "plan", "--base", "main", "--format", "markdown")
         demo.git("checkout", "-q", "main")
@@ -167,10 +176,10 @@ def run_demo(source: Path, *, keep: bool = False, workspace: Path | None = None)
             shutil.rmtree(scratch, ignore_errors=True)
     banner("timings")
     for title, seconds in demo.timings:
-        print(f"  {seconds:6.1f} s  {title}", file=sys.stderr)
-    print(f"  {time.monotonic() - started:6.1f} s  whole demo", file=sys.stderr)
+        output.say(f"  {seconds:6.1f} s  {title}")
+    output.say(f"  {time.monotonic() - started:6.1f} s  whole demo")
     if keep:
-        print(f"workspace kept: {scratch}", file=sys.stderr)
+        output.say(f"workspace kept: {scratch}")
     return 0
 
 
@@ -179,4 +188,6 @@ def release_changed(base: str) -> Sequence[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_demo(Path(args.catalog).resolve().parent, keep=args.keep)
+    # The scratch workspace and its local cloud are removed on the way out; a new demo starts afresh.
+    with output.interruptible("stamp demo" + (" --keep" if args.keep else "")):
+        return run_demo(Path(args.catalog).resolve().parent, keep=args.keep)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 
 from stamp import clock
@@ -45,6 +47,26 @@ TERMINATE_WAIT = 600.0
 # A verified build is kept this long even when no catalog names it: its record may still be on its way (a record
 # pull request waiting for review), and rebuilding and re-verifying costs far more than storing it.
 KEEP_VERIFIED = timedelta(days=14)
+# `stamp build --on-error keep` keeps the failed build's machine running, and its private key here (under the
+# repository's .stamp/, never under build/, which is collected as an artifact): <root>/.stamp/kept/<build-id>/.
+KEPT_DIR = Path(".stamp") / "kept"
+
+
+def kept_key_dir(root: Path, build_id: str) -> Path:
+    """Where the private key (and ssh_config) of a kept build machine live until `stamp gc` removes the machine."""
+    return root / KEPT_DIR / build_id
+
+
+def stale_kept_dirs(root: Path, report: GcReport) -> list[Path]:
+    """Kept machines' key folders whose machine is gone or was just removed: no container or instance of their
+    build is still kept (too young for --older-than) or failed to go."""
+    staying = {
+        item.build_id
+        for item in [k.leftover for k in report.kept] + [f for f, _ in report.failed]
+        if item.kind in ("container", "instance")
+    }
+    folder = root / KEPT_DIR
+    return sorted(path for path in folder.glob("*") if path.is_dir() and path.name not in staying)
 
 
 class JanitorCloud(Protocol):
@@ -403,5 +425,9 @@ def run(args: argparse.Namespace) -> int:
     )
     for line in report.lines():
         say(line)
+    for path in stale_kept_dirs(catalog.root, report):
+        if not args.dry_run:
+            shutil.rmtree(path, ignore_errors=True)
+        say(f"key of a kept build machine {'would be removed' if args.dry_run else 'removed'}: {path}")
     report.raise_for_failures()
     return 0

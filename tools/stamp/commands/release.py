@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from stamp import output
 from stamp.catalog.load import load_catalog
 from stamp.catalog.results import BuildResult
 from stamp.cloud.sharing import publish
-from stamp.commands.build import build_image
+from stamp.commands.build import build_image, suggest_options
 from stamp.commands.common import catalog_of, report_outcomes, target_of
 from stamp.commands.plan import plan_for
 from stamp.commands.record import ensure_may_record, record_confirmed
 from stamp.commands.verify import verify_result
 from stamp.drivers.layers import Outcome, run_in_layers
 from stamp.errors import (
+    Stopped,
     UsageError,
     VerifyError,
 )
@@ -25,20 +26,39 @@ from stamp.output import say
 
 
 def release_one(catalog_path: Path, name: str, target: Target, *, build_root: Path) -> BuildResult:
+    """Build, verify, record and publish one image; if stamp is interrupted, what is left is suggested phase by
+    phase (`stamp build NAME --build-id ID && stamp verify NAME && …`, see output.interruptible)."""
+    output.resume_with(name, "start", f"stamp release {name}")
+    for phase in ("verify", "record", "publish"):
+        output.resume_with(name, phase, f"stamp {phase} {name}")
+    try:
+        verdict = _release_phases(catalog_path, name, target, build_root=build_root)
+    except Exception as exc:
+        if not isinstance(exc, Stopped):  # a failure is fixed, then released again: nothing to resume
+            output.forget_resume(name)
+        raise
+    output.forget_resume(name)
+    return verdict
+
+
+def _release_phases(catalog_path: Path, name: str, target: Target, *, build_root: Path) -> BuildResult:
     # Re-read each time: a child builds from the release its parent recorded moments ago.
     catalog = load_catalog(catalog_path)
     result = build_image(catalog, name, target, build_root=build_root)
+    output.resume_with(name, "start", None)
     verdict = verify_result(catalog, result, target, build_root=build_root)
     if verdict.verified != "passed":
         raise VerifyError(
             f"image '{name}' failed verification: {', '.join(verdict.failed_tests)}; not recorded, not shared",
             hint=f"JUnit report: {verdict.verify_report}",
         )
+    output.resume_with(name, "verify", None)
     (release,) = record_confirmed(catalog_path, [verdict], target)
+    output.resume_with(name, "record", None)
     report = publish(load_catalog(catalog_path), target.cloud, [name], dry_run=False)
     for line in report.lines():
-        print(f"[{name}] publish: {line}", file=sys.stderr)
-    print(f"[{name}] released version {release.version}", file=sys.stderr)
+        output.say(f"[{name}] publish: {line.removeprefix('publish: ')}")
+    output.say(f"[{name}] released version {release.version}")
     return verdict
 
 
@@ -47,12 +67,20 @@ def release_images(
 ) -> list[Outcome]:
     catalog = load_catalog(catalog_path)
     ensure_may_record(catalog, target.kind)
-    return run_in_layers(
-        catalog,
-        names,
-        lambda name: release_one(catalog_path, name, target, build_root=build_root),
-        parallel=parallel,
-    )
+    finished: list[str] = []
+
+    def work(name: str) -> BuildResult:
+        verdict = release_one(catalog_path, name, target, build_root=build_root)
+        finished.append(name)
+        return verdict
+
+    def rest() -> str:
+        left = [n for n in names if n not in finished and not output.resuming(n)]
+        return f"stamp release {' '.join(left)}" if left else ""
+
+    options = suggest_options(catalog=catalog_path, cloud=target.kind, out=build_root)
+    with output.interruptible(rest, options=options):
+        return run_in_layers(catalog, names, work, parallel=parallel)
 
 
 def run(args: argparse.Namespace) -> int:

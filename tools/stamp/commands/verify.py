@@ -6,12 +6,13 @@ import argparse
 import sys
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from stamp import output
 from stamp.catalog.load import Catalog
 from stamp.catalog.results import BuildResult, write_result
 from stamp.commands.common import catalog_of, target_of
@@ -32,6 +33,8 @@ class TestReport:
     failed: tuple[str, ...]
     junit: Path
     skipped: tuple[str, ...] = ()
+    # Failed test -> the first line of its assertion (or error) message, where the report has one.
+    why: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def passed(self) -> int:
@@ -69,14 +72,24 @@ def read_junit(path: Path) -> TestReport:
     total = 0
     failed: list[str] = []
     skipped: list[str] = []
+    why: dict[str, str] = {}
     for case in root.iter("testcase"):
         total += 1
         name = f"{case.get('classname', '')}::{case.get('name', '')}"
-        if case.find("failure") is not None or case.find("error") is not None:
+        problem = case.find("failure")
+        problem = problem if problem is not None else case.find("error")
+        if problem is not None:
             failed.append(name)
+            why[name] = first_line(problem.get("message") or problem.text or "")
         elif case.find("skipped") is not None:
             skipped.append(name)
-    return TestReport(total, tuple(failed), path, tuple(skipped))
+    return TestReport(total, tuple(failed), path, tuple(skipped), why)
+
+
+def first_line(message: str) -> str:
+    """The first line of an assertion message, without pytest's `AssertionError: ` in front."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    return lines[0].removeprefix("AssertionError: ") if lines else ""
 
 
 @contextmanager
@@ -119,29 +132,45 @@ def verify_ami(
     """Launch two instances of `ami_id`, run the tests on the first, check they differ in identity."""
     junit = report_dir / "verify-junit.xml"
     junit.unlink(missing_ok=True)
+    # pytest's own output, and the commands run: build/<image>/logs/, on stderr only with -v.
+    log = report_dir / "logs" / "verify.log"
+    log.unlink(missing_ok=True)
     started = time.monotonic()
     names = [f"stamp-verify-{build_id}-{i}" for i in (1, 2)]
-    with launched(launcher, ami_id, names=names, ssh_user=ssh_user, build_id=build_id) as hosts:
-        print(f"[{image}] verifying {ami_id}: {tests_dir} against {hosts[0].instance_id}", file=sys.stderr)
-        proc.run_logged(
-            pytest_args(tests_dir, hosts[0], ssh_config=launcher.ssh_config, junit=junit),
-            log=report_dir / "verify.log",
-            prefix=f"[{image} verify] ",
-            check=False,
-        )
-        identity = identity_problems(launcher, hosts)
+    with output.logging_to(report_dir / "logs" / "verify-commands.log"), ExitStack() as instances:
+        with output.step(image, f"launch {len(names)} instances of {ami_id}"):
+            hosts = instances.enter_context(
+                launched(launcher, ami_id, names=names, ssh_user=ssh_user, build_id=build_id)
+            )
+        shown = hosts[0].instance_id if hosts[0].instance_id.startswith("i-") else hosts[0].instance_id[:12]
+        with output.step(image, f"tests on {shown}") as step:
+            proc.run_logged(
+                pytest_args(tests_dir, hosts[0], ssh_config=launcher.ssh_config, junit=junit),
+                log=log,
+                prefix=f"[{image} verify] ",
+                check=False,
+                on_line=lambda line: step.update(line.strip()[:60]) if line.strip() else None,
+            )
+            identity = identity_problems(launcher, hosts)
+        if not identity and (tests := read_junit(junit)).total and not tests.failed:
+            # Passed: what is inside the image, read while its instance runs (docs/inventory.md).
+            from stamp.commands import inventory
+
+            inventory.take(launcher, hosts[0], image=image, ami_id=ami_id, build_id=build_id, out=report_dir)
     report = read_junit(junit)
     failed = report.failed + tuple(f"stamp::instance-identity: {p}" for p in identity)
     if report.total == 0:
         failed += (f"stamp::no-tests: no tests ran from {tests_dir}",)
-    report = TestReport(report.total + 1, failed, junit, report.skipped)
+    report = TestReport(report.total + 1, failed, junit, report.skipped, report.why)
     for name in report.skipped:
-        print(f"[{image}] skipped (checked nothing): {name}", file=sys.stderr)
-    print(
+        output.say(f"[{image}] skipped (checked nothing): {name}")
+    for name in report.failed:
+        output.say(f"[{image}] FAILED {name}" + (f": {report.why[name]}" if report.why.get(name) else ""))
+    output.say(
         f"[{image}] {report.passed}/{report.total} checks passed"
         + (f", {len(report.skipped)} skipped" if report.skipped else "")
-        + f" in {time.monotonic() - started:.1f} s",
-        file=sys.stderr,
+        + f" in {output.elapsed(time.monotonic() - started)}"
+        + ("" if not report.failed else f"; pytest's output: {log}")
     )
     return report
 
@@ -196,10 +225,13 @@ def run(args: argparse.Namespace) -> int:
     name = catalog.select([args.image])[0]
     build_root = Path(args.out)
     result = read_result(build_root, name)
-    verdict = verify_result(catalog, result, target_of(args, catalog), build_root=build_root)
+    from stamp.commands.build import rerun_options
+
+    # Instances are terminated on the way out; verifying again launches fresh ones.
+    with output.interruptible(f"stamp verify {name}", options=rerun_options(args)):
+        verdict = verify_result(catalog, result, target_of(args, catalog), build_root=build_root)
     if verdict.failed_tests:
-        for test in verdict.failed_tests:
-            say(f"  FAILED {test}")
+        # verify_ami listed them, one line each with its assertion.
         raise VerifyError(
             f"image '{name}' failed verification ({len(verdict.failed_tests)} failed); it stays unrecorded and"
             " unshared",

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stamp import output
 from stamp.drivers import proc
 from stamp.drivers.hcl import BUILD_VARIABLES, PLUGINS_FILE
 from stamp.errors import BuildError, ProcessError
@@ -98,27 +100,6 @@ def validate(
     return problems or [f"packer validate failed (exit {done.returncode}) with no message"]
 
 
-def evaluate(
-    directory: Path,
-    expression: str,
-    env: Mapping[str, str] | None = None,
-    *,
-    variables: Mapping[str, str] | None = None,
-) -> str:
-    """What Packer makes of one HCL expression in `directory`'s configuration (`packer console`).
-
-    Packer 1.6.6's console reads its input to the end and answers only the last line, so ask one thing.
-    """
-    if "\n" in expression:
-        raise ValueError("packer console answers one line: pass a single expression")
-    args = [PACKER, "console", *var_args(variables or {}), "."]
-    try:
-        done = proc.run(args, cwd=directory, env=packer_env(env), input_text=expression + "\n", timeout=120)
-    except ProcessError as exc:
-        raise BuildError(f"`packer console` failed in {directory}: {_one_line(exc.stderr or exc.stdout)}") from None
-    return done.stdout.rstrip("\n")
-
-
 def build(
     directory: Path,
     *,
@@ -127,26 +108,102 @@ def build(
     vars: Mapping[str, str] | None = None,
     log: Path,
     image: str | None = None,
+    on_error: str = "cleanup",
 ) -> None:
-    """`packer build` inside `directory`: *.auto.pkrvars.json files load only when Packer is given a folder."""
+    """`packer build` inside `directory`: *.auto.pkrvars.json files load only when Packer is given a folder.
+
+    Packer's output goes to `log` (and to stderr with `-v`); stderr gets one step line, `[image] packer build
+    … 5.1 s`, whose live note on a terminal follows Packer's phases and provisioning scripts. A failure names
+    what failed (a provisioning script and its last lines, else Packer's last error). `on_error="abort"` is
+    Packer's `-on-error=abort`: a failed build leaves its instance running.
+    """
     name = image or directory.name
-    args = [PACKER, *build_args(var_files=var_files, variables=vars or {})]
+    args = [PACKER, *build_args(var_files=var_files, variables=vars or {}, on_error=on_error)]
+    repo_root = (vars or {}).get("repo_root", "")
+    progress = Progress(directory, roots=(Path(repo_root),) if repo_root else ())
     try:
-        proc.run_logged(args, log=log, prefix=f"[{name}] ", cwd=directory, env=packer_env(env))
+        with output.step(name, "packer build") as step:
+            progress.step = step
+            proc.run_logged(
+                args, log=log, prefix=f"[{name}] ", cwd=directory, env=packer_env(env), on_line=progress.feed
+            )
     except ProcessError as exc:
         if exc.returncode == 127:
             raise BuildError("packer is not installed (not found on PATH)", hint=INSTALL_HINT) from None
         raise BuildError(
-            f"packer build of image '{name}' failed (exit {exc.returncode}): {_last_error(exc.stdout)}",
+            f"packer build of image '{name}' failed (exit {exc.returncode}): {progress.diagnosis(exc.stdout)}",
             hint=f"the full log is in {log}",
         ) from None
 
 
-def build_args(*, var_files: Iterable[Path] = (), variables: Mapping[str, str]) -> list[str]:
+def build_args(*, var_files: Iterable[Path] = (), variables: Mapping[str, str], on_error: str = "cleanup") -> list[str]:
     """The arguments after `packer` for a build run inside the rendered folder."""
     # Absolute, because Packer runs in the build folder and a relative path would be read from there.
     files = [f"-var-file={Path(path).resolve()}" for path in var_files]
-    return ["build", "-color=false", "-timestamp-ui", *files, *var_args(variables), "."]
+    keep = [f"-on-error={on_error}"] if on_error != "cleanup" else []
+    return ["build", "-color=false", "-timestamp-ui", *keep, *files, *var_args(variables), "."]
+
+
+# Packer's UI lines (1.6.6, `-color=false -timestamp-ui`): `<time>: ==> <build>: <phase>` for a phase and
+# `<time>:     <build>: <text>` for what a provisioner's command printed; tests/test_build_failures.py runs one.
+_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ: ")
+_PHASE = re.compile(r"^==> [\w.-]+: (?P<text>.*)$")
+_OUTPUT = re.compile(r"^    [\w.-]+: ?(?P<text>.*)$")
+_SCRIPT = "Provisioning with shell script: "
+_SCRIPT_EXIT = re.compile(r"Script exited with non-zero exit status: (?P<code>-?\d+)")
+# The shell provisioner runs `inline` commands from a temporary file of its own.
+_INLINE = re.compile(r"^/tmp/(?:packer-shell|script_)\d*")
+TAIL_LINES = 30
+
+
+@dataclass
+class Progress:
+    """Follows Packer's output: the phase it is in (for the step's live note), and each script's output."""
+
+    cwd: Path
+    roots: Sequence[Path] = ()
+    step: output.Step | None = None
+    script: str = ""
+    script_lines: list[str] = field(default_factory=list)
+    exit_code: str = ""
+
+    def feed(self, raw: str) -> None:
+        line = _TIMESTAMP.sub("", raw.rstrip("\r\n"))
+        phase = _PHASE.match(line)
+        if phase is not None:
+            text = phase.group("text")
+            if text.startswith(_SCRIPT):
+                self.script, self.script_lines = self.shown(text.removeprefix(_SCRIPT).strip()), []
+                text = f"provisioning {self.script}"
+            if self.step is not None:
+                self.step.update(text[:80])
+            return
+        found = _OUTPUT.match(line)
+        if found is not None and self.script:
+            self.script_lines.append(found.group("text"))
+        code = _SCRIPT_EXIT.search(line)
+        if code is not None and not self.exit_code:
+            self.exit_code = code.group("code")
+
+    def shown(self, path: str) -> str:
+        """A script's path as the catalog names it (relative to the repository), where it is under a root."""
+        if _INLINE.match(path):
+            return "inline shell commands"
+        for root in (*self.roots, self.cwd):
+            try:
+                return str((self.cwd / path).resolve().relative_to(root.resolve()))
+            except (ValueError, OSError):
+                continue
+        return path
+
+    def diagnosis(self, text: str) -> str:
+        """What failed: the provisioning script, its exit code and last lines; else Packer's last error."""
+        if self.script and self.exit_code:
+            tail = output.last_lines(self.script_lines, TAIL_LINES)
+            return f"provisioning script {self.script} exited {self.exit_code}" + (
+                f"\nits last {min(TAIL_LINES, len(tail.splitlines()))} lines of output:\n{tail}" if tail else ""
+            )
+        return _last_error(text)
 
 
 def var_args(variables: Mapping[str, str]) -> list[str]:
@@ -223,9 +280,17 @@ _NOISE = {"(source code not available)"}
 _COUNT = re.compile(r"^\d+ error\(s\) occurred:$")
 
 
-def _last_error(output: str) -> str:
-    errors = [line.strip() for line in output.splitlines() if "error" in line.lower()]
-    return errors[-1] if errors else _one_line(output)
+_BUILD_ERROR = re.compile(r"^(?:--> [\w.-]+: |Build '[^']*' errored(?: after [^:]*)?: )(?P<text>.+)$")
+
+
+def _last_error(text: str) -> str:
+    """Packer's own summary of what failed (`--> build: …`), else its last line that mentions an error."""
+    lines = [_TIMESTAMP.sub("", line).strip() for line in text.splitlines()]
+    summaries = [found.group("text") for found in map(_BUILD_ERROR.match, lines) if found is not None]
+    if summaries:
+        return summaries[-1]
+    errors = [line for line in lines if "error" in line.lower() and "didn't complete successfully" not in line]
+    return errors[-1] if errors else _one_line(text)
 
 
 def _one_line(text: str) -> str:

@@ -1,17 +1,20 @@
-"""The only place stamp starts processes: prints `+ cmd`, captures output, raises with everything on failure."""
+"""The only place stamp starts processes: captures output, raises with everything on failure.
+
+Each command is echoed as `+ cmd` through stamp.output: into the running build's log, and on stderr only with
+`-v`. Long commands (Packer, pytest) stream their output into a log file; see `run_logged`.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 import signal
 import subprocess
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from stamp import output
 from stamp.errors import ProcessError
 
 
@@ -35,7 +38,7 @@ def run(
 ) -> Completed:
     """Run a command to completion, capturing its output. `env` entries are added to the current environment."""
     if echo:
-        print(f"+ {shlex.join(args)}", file=sys.stderr)
+        output.command(args)
     full_env = {**os.environ, **env} if env else None
     try:
         child = subprocess.Popen(
@@ -64,6 +67,8 @@ def run(
             child.kill()
             raise
     result = Completed(tuple(args), child.returncode, stdout, stderr)
+    if echo and child.returncode != 0:
+        output.log_line(f"  exit {child.returncode}\n" + output.last_lines((stderr or stdout).splitlines(), 15))
     if check and child.returncode != 0:
         raise ProcessError(args, child.returncode, stdout, stderr)
     return result
@@ -102,7 +107,7 @@ def start(
     new_session: bool = False,
 ) -> subprocess.Popen[bytes]:
     """Start a long-running process in the background, its output going to `log` (or discarded)."""
-    print(f"+ {shlex.join(args)} &", file=sys.stderr)
+    output.command(args, suffix=" &")
     full_env = {**os.environ, **env} if env else None
     out = log.open("ab") if log else subprocess.DEVNULL
     try:
@@ -128,12 +133,15 @@ def run_logged(
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
     check: bool = True,
+    show: bool = False,
+    on_line: Callable[[str], None] | None = None,
 ) -> Completed:
-    """Run a long command, streaming each output line to stderr (with `prefix`) and to `log` as it comes.
+    """Run a long command, writing each output line to `log` as it comes (so the log survives a failure).
 
-    Used for Packer builds and test runs so the user sees progress and the log survives a failure.
+    The lines reach stderr (with `prefix`) only with `show` or `-v`; `on_line` sees each one (a step's live
+    note, a failure's diagnosis). Used for Packer builds, test runs and the demo's commands.
     """
-    print(f"+ {shlex.join(args)}", file=sys.stderr)
+    output.command(args)
     full_env = {**os.environ, **env} if env else None
     lines: list[str] = []
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -156,14 +164,17 @@ def run_logged(
                 lines.append(line)
                 sink.write(line)
                 sink.flush()
-                print(f"{prefix}{line}", end="", file=sys.stderr)
+                if show or output.verbose():
+                    output.say(f"{prefix}{line.rstrip()}")
+                if on_line is not None:
+                    on_line(line)
             proc.wait()
         except BaseException:
             # Ctrl-C or a kill of stamp must not leave Packer running unattended.
             proc.terminate()
             proc.wait()
             raise
-    output = "".join(lines)
+    text = "".join(lines)
     if check and proc.returncode != 0:
-        raise ProcessError(args, proc.returncode, output, "")
-    return Completed(tuple(args), proc.returncode, output, "")
+        raise ProcessError(args, proc.returncode, text, "")
+    return Completed(tuple(args), proc.returncode, text, "")

@@ -109,6 +109,14 @@ class Target(ABC):
         """Make a launched instance reachable (`stamp launch`); returns how to log in, or "" where EC2 does it."""
         return ""
 
+    def kept_login(self, image: Image, build_id: str, machine: BuildMachine | None, ssh_config: Path) -> list[str]:
+        """How to open a shell on the machine a failed build left running (`stamp build --on-error keep`).
+
+        `ssh_config` names the build's own private key, kept next to it. One line each; empty when no machine
+        of the build is running.
+        """
+        return []
+
 
 def run_over_ssh(config: Path, host: Host, command: str) -> str:
     return proc.run(

@@ -15,7 +15,8 @@ from stamp.cloud.protocol import Cloud
 from stamp.drivers import proc, runfiles
 from stamp.drivers.ssh import banner_answers, login_problem, ssh_config_text
 from stamp.errors import CloudError, StampError
-from stamp.hosts.base import CloudKind, Host, Launcher, Target, run_over_ssh
+from stamp.hosts.base import BuildMachine, CloudKind, Host, Launcher, Target, run_over_ssh
+from stamp.tags import BUILD_ID_TAG
 
 if TYPE_CHECKING:
     from stamp.catalog.load import Image
@@ -40,6 +41,24 @@ class Ec2Target(Target):
             security_group_ids=groups,
             private_ip=env.get("STAMP_VERIFY_PRIVATE_IP", "") in ("1", "true", "yes"),
         )
+
+    def kept_login(self, image: Image, build_id: str, machine: BuildMachine | None, ssh_config: Path) -> list[str]:
+        """The instance Packer launched and left (`-on-error=abort`), found by its build-ID tag."""
+        region = image.regions[0]
+        ids = [r.resource_id for r in self.cloud.list_tagged(region, BUILD_ID_TAG, build_id) if r.kind == "instance"]
+        lines: list[str] = []
+        for instance in self.cloud.describe_instances(region, ids) if ids else []:
+            if instance.state in ("shutting-down", "terminated"):
+                continue
+            lines.append(f"instance {instance.instance_id} in {region} ({instance.state})")
+            address = instance.public_ip or instance.private_ip
+            if address:
+                lines.append(f"ssh -F {ssh_config} {image.ssh_username}@{address}")
+            lines.append(
+                f"aws ssm start-session --target {instance.instance_id} --region {region}"
+                "  (needs the SSM agent on the image and an instance profile that allows it)"
+            )
+        return lines
 
 
 @dataclass
