@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import threading
 from collections import Counter
@@ -21,6 +22,7 @@ from stamp.cloud.protocol import (
     ShareDiff,
     ShareSet,
     SnapshotDetails,
+    StoredObject,
     TaggedResource,
 )
 from stamp.errors import CloudError, MissingResource
@@ -76,6 +78,9 @@ class FakeCloud:
         self.instances: dict[tuple[str, str], tuple[Instance, dict[str, str]]] = {}
         self.key_pairs: dict[tuple[str, str], tuple[KeyPair, dict[str, str]]] = {}
         self.security_groups: dict[tuple[str, str], dict[str, str]] = {}
+        # S3: bucket -> its region; (bucket, key) -> (bytes, content type).
+        self.buckets: dict[str, str] = {}
+        self.objects: dict[tuple[str, str], tuple[bytes, str]] = {}
         self.calls: Counter[str] = Counter()
         self.fail: dict[str, CloudError] = {}
         self._ids = itertools.count(1)
@@ -390,6 +395,41 @@ class FakeCloud:
     def delete_parameter(self, region: str, name: str) -> bool:
         self._call("DeleteParameter")
         return self.parameters.pop((region, name), None) is not None
+
+    def create_bucket(self, region: str, bucket: str) -> bool:
+        self._call("CreateBucket")
+        if bucket in self.buckets:
+            return False
+        self.buckets[bucket] = region
+        return True
+
+    def _bucket(self, region: str, bucket: str, key: str, operation: str) -> None:
+        if bucket not in self.buckets:
+            raise MissingResource(
+                f"{operation} in {region} for s3://{bucket}/{key} failed: NoSuchBucket: The specified bucket does not"
+                " exist"
+            )
+
+    def put_object(self, region: str, bucket: str, key: str, body: bytes, *, content_type: str) -> str:
+        self._call("PutObject")
+        self._bucket(region, bucket, key, "PutObject")
+        self.objects[(bucket, key)] = (bytes(body), content_type)
+        return hashlib.sha256(body).hexdigest()
+
+    def head_object(self, region: str, bucket: str, key: str) -> StoredObject | None:
+        self._call("HeadObject")
+        found = self.objects.get((bucket, key))
+        if found is None:
+            return None
+        return StoredObject(bucket, key, len(found[0]), hashlib.sha256(found[0]).hexdigest())
+
+    def get_object(self, region: str, bucket: str, key: str) -> bytes:
+        self._call("GetObject")
+        self._bucket(region, bucket, key, "GetObject")
+        found = self.objects.get((bucket, key))
+        if found is None:
+            raise MissingResource(f"GetObject in {region} for s3://{bucket}/{key} failed: NoSuchKey")
+        return found[0]
 
 
 @dataclass

@@ -425,6 +425,11 @@ def _render(release: Release, dash: int, nl: str) -> str:
         if source.version is not None:
             parts.append(f"version: {source.version}")
         out.append(f"{pad}source: {{{', '.join(parts)}}}{nl}")
+    # What `defaults.artifacts` stored: one line each, so 1,000 images x 10 releases stay small (docs/inventory.md).
+    if release.sbom is not None:
+        out.append(f"{pad}sbom: {{uri: {_quote(release.sbom.uri)}, sha256: {_quote(release.sbom.sha256)}}}{nl}")
+    if release.packages is not None:
+        out.append(f"{pad}packages: {release.packages}{nl}")
     if release.dirty:
         out.append(f"{pad}dirty: true{nl}")
     out.append(f"{pad}verified: {release.verified}{nl}")

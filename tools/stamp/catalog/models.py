@@ -49,6 +49,12 @@ RepoPath = Annotated[str, StringConstraints(min_length=1, max_length=1024), Afte
 # Only `true`/`false`: pydantic would otherwise read the strings `yes`, `on`, `NO`, `0` as booleans, the very
 # YAML 1.1 surprise the loader keeps out (`public: yes` must not mean public).
 Flag = Annotated[bool, Field(strict=True)]
+# S3 bucket names (https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html), less the
+# rarer rules (no `..`, not an IP address) that S3 itself enforces when the bucket is made.
+BucketName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
+KeyPrefix = Annotated[str, StringConstraints(pattern=r"^([A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*)?$", max_length=512)]
+S3Uri = Annotated[str, StringConstraints(pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[A-Za-z0-9_./-]+$")]
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 # Owners of vendor images: account IDs, or the aliases AWS accepts (amazon, aws-marketplace, self).
 Owner = Annotated[str, Field(strict=True), StringConstraints(pattern=r"^([0-9]{12}|amazon|aws-marketplace|self)$")]
 
@@ -89,6 +95,22 @@ class Share(Model):
     public: Flag = Field(default=False, description="Share with everyone; also needs defaults.allow_public")
 
 
+class Artifacts(Model):
+    """Where `stamp record` stores each release's inventory and SBOM: s3://BUCKET/PREFIX/<image>/<version>/."""
+
+    bucket: BucketName = Field(description="An S3 bucket the account already has (created only on the local cloud)")
+    prefix: KeyPrefix = Field(default="", description="Key prefix without leading or trailing slash, e.g. stamp/sbom")
+
+    def folder(self, image: str, version: int) -> str:
+        """The key prefix of one release's objects, ending in a slash."""
+        return "/".join(part for part in (self.prefix, image, str(version)) if part) + "/"
+
+
+class SbomRef(Model):
+    uri: S3Uri = Field(description="The SBOM's S3 URI; packages.json sits beside it")
+    sha256: Sha256 = Field(description="SHA-256 of the SBOM as uploaded (hex)")
+
+
 class Defaults(Model):
     regions: list[Region] = Field(default=["us-east-1"], min_length=1)
     instance_type: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+\.[a-z0-9]+$")] = "t3.micro"
@@ -97,6 +119,9 @@ class Defaults(Model):
     retention: Retention = Retention()
     rebuild: Rebuild = Rebuild()
     allow_public: Flag = Field(default=False, description="Catalog-wide permission for images with public: true")
+    artifacts: Artifacts | None = Field(
+        default=None, description="S3 location for each release's inventory and SBOM; without it they stay in build/"
+    )
 
 
 class ImageSpec(Model):
@@ -136,6 +161,8 @@ class Release(Model):
         default=None, description="A scheduled revocation: the first `stamp publish` at or after it applies it"
     )
     dirty: Flag = Field(default=False, description="Built from uncommitted changes (local cloud only)")
+    sbom: SbomRef | None = Field(default=None, description="The release's CycloneDX SBOM in defaults.artifacts")
+    packages: int | None = Field(default=None, ge=0, description="Packages in the release's inventory")
 
 
 class CatalogFile(Model):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import threading
 import time
 from collections import Counter
@@ -29,6 +32,7 @@ from stamp.cloud.protocol import (
     ShareDiff,
     ShareSet,
     SnapshotDetails,
+    StoredObject,
     TaggedResource,
 )
 from stamp.errors import CloudError, MissingResource
@@ -78,6 +82,10 @@ _DENIED = frozenset(
     }
 )
 _THROTTLED = frozenset({"RequestLimitExceeded", "Throttling", "ThrottlingException", "TooManyRequestsException"})
+_SSM_OPERATIONS = frozenset({"GetParameter", "GetParameters", "PutParameter"})
+_S3_OPERATIONS = frozenset({"CreateBucket", "PutObject", "HeadObject", "GetObject"})
+# S3's answers for a missing bucket or key; HeadObject has no body, so only its HTTP status comes back.
+_S3_NOT_FOUND = frozenset({"NoSuchBucket", "NoSuchKey", "404", "NotFound"})
 
 
 class AwsCloud:
@@ -136,6 +144,10 @@ class AwsCloud:
     def kms(self, region: str) -> Any:
         # Typed loosely: the project installs boto3 stubs for EC2 and SSM only.
         return self._client("kms", region)
+
+    def s3(self, region: str) -> Any:
+        # Typed loosely, as kms. A bucket in another region answers with a redirect that botocore follows.
+        return self._client("s3", region)
 
     def _client(self, service: str, region: str) -> Any:
         key = (service, region)
@@ -243,7 +255,13 @@ class AwsCloud:
         code = str(error.get("Code", "Unknown"))
         text = str(error.get("Message", "")).strip()
         message = f"{operation} in {region} for {resource} failed: {code}" + (f": {text}" if text else "")
-        service = "ssm" if operation in ("GetParameter", "GetParameters", "PutParameter") else "ec2"
+        service = "ssm" if operation in _SSM_OPERATIONS else "s3" if operation in _S3_OPERATIONS else "ec2"
+        if operation in _S3_OPERATIONS and code in _S3_NOT_FOUND:
+            return MissingResource(
+                message,
+                hint=f"check that the bucket of {resource} exists and that these credentials may use it: stamp "
+                "creates no bucket on AWS (defaults.artifacts names one the account already has)",
+            )
         if code in _NOT_FOUND:
             return MissingResource(
                 message,
@@ -680,6 +698,57 @@ class AwsCloud:
             exc.hint = exc.hint.replace("ec2:DeleteParameter", "ssm:DeleteParameter")
             raise
         return True
+
+    # -- S3: artifacts stored beside the catalog ---------------------------------------------------------
+
+    def create_bucket(self, region: str, bucket: str) -> bool:
+        # us-east-1 is S3's default location and refuses to be named as a LocationConstraint.
+        where = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+        try:
+            with self._errors("CreateBucket", region, f"s3://{bucket}"):
+                self.s3(region).create_bucket(Bucket=bucket, **where)
+        except CloudError as exc:
+            if ": BucketAlreadyOwnedByYou" in exc.message:
+                return False
+            raise
+        return True
+
+    def put_object(self, region: str, bucket: str, key: str, body: bytes, *, content_type: str) -> str:
+        digest = hashlib.sha256(body).digest()
+        with self._errors("PutObject", region, f"s3://{bucket}/{key}"):
+            self.s3(region).put_object(
+                Bucket=bucket,
+                Key=key,
+                Body=body,
+                ContentType=content_type,
+                ChecksumSHA256=base64.b64encode(digest).decode("ascii"),
+            )
+        return digest.hex()
+
+    def head_object(self, region: str, bucket: str, key: str) -> StoredObject | None:
+        try:
+            with self._errors("HeadObject", region, f"s3://{bucket}/{key}"):
+                answer = self.s3(region).head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        except MissingResource:
+            return None
+        return StoredObject(bucket, key, int(answer.get("ContentLength", 0)), _hex(answer.get("ChecksumSHA256")))
+
+    def get_object(self, region: str, bucket: str, key: str) -> bytes:
+        with self._errors("GetObject", region, f"s3://{bucket}/{key}"):
+            answer = self.s3(region).get_object(Bucket=bucket, Key=key)
+            body: bytes = answer["Body"].read()
+        return body
+
+
+def _hex(checksum: Any) -> str | None:
+    """S3's base64 ChecksumSHA256 as hex; None when absent, or when it is a checksum of parts (`…-3`)."""
+    if not isinstance(checksum, str) or "-" in checksum:
+        return None
+    try:
+        raw = base64.b64decode(checksum, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw.hex() if len(raw) == 32 else None
 
 
 def _names(ids: Sequence[str]) -> str:

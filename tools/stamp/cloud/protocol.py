@@ -154,6 +154,20 @@ class TaggedResource:
     state: str = ""
 
 
+@dataclass(frozen=True)
+class StoredObject:
+    """An S3 object as HeadObject reports it; `sha256` (hex) only when S3 kept the checksum sent with the upload."""
+
+    bucket: str
+    key: str
+    size: int
+    sha256: str | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
 class Cloud(Protocol):
     """Every call names its region: stamp works in many regions at once and never relies on a default."""
 
@@ -271,6 +285,27 @@ class Cloud(Protocol):
 
     def delete_parameter(self, region: str, name: str) -> bool:
         """Deletes an SSM parameter; False when it did not exist."""
+        ...
+
+    # -- S3, for the artifacts stored beside the catalog (docs/inventory.md) --------------------------------------
+
+    def create_bucket(self, region: str, bucket: str) -> bool:
+        """Creates the bucket in `region`; False when this account has it already."""
+        ...
+
+    def put_object(self, region: str, bucket: str, key: str, body: bytes, *, content_type: str) -> str:
+        """Uploads `body` with its SHA-256 checksum (S3 refuses a body that arrived different); returns it, hex.
+
+        MissingResource when the bucket does not exist.
+        """
+        ...
+
+    def head_object(self, region: str, bucket: str, key: str) -> StoredObject | None:
+        """The object's size (and checksum, when kept); None when there is no such object."""
+        ...
+
+    def get_object(self, region: str, bucket: str, key: str) -> bytes:
+        """The object's bytes; MissingResource when the bucket or the key does not exist."""
         ...
 
 

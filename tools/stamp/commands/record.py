@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pydantic
 
 from stamp import clock
+from stamp.catalog import inventory as inv
 from stamp.catalog import load as catalog_module
 from stamp.catalog.edit import Layout, with_release
 from stamp.catalog.load import Catalog, load_catalog
-from stamp.catalog.models import Release
+from stamp.catalog.models import Release, SbomRef
 from stamp.catalog.results import BuildResult
 from stamp.catalog.store import catalog_lock, check_part, check_text, write_atomically
 from stamp.cloud.protocol import Cloud
 from stamp.commands.common import catalog_of, target_of
-from stamp.errors import CatalogError, PolicyError
+from stamp.errors import CatalogError, CloudError, PolicyError
 from stamp.hosts.base import CloudKind, Target
 from stamp.hosts.target import target_class
 from stamp.output import say
@@ -85,17 +88,31 @@ def _parse_time(value: str, where: str) -> datetime:
     return parsed
 
 
+@dataclass(frozen=True)
+class Stored:
+    """What a release's entry says of the artifacts stored for it."""
+
+    sbom: SbomRef
+    packages: int
+
+
+# Stores a new release's artifacts (result, version) before the catalog names them; None: nothing was stored.
+Upload = Callable[[BuildResult, int], Stored | None]
+
+
 def record(
     catalog_path: Path,
     results: Sequence[BuildResult],
     *,
     cloud: str | None = None,
     now: datetime | None = None,
+    upload: Upload | None = None,
 ) -> list[Release]:
     """Record each result as a release; returns one Release per result, in order.
 
     A result whose build_id is already recorded returns the existing release and changes nothing, so running
-    `stamp record` twice is harmless.
+    `stamp record` twice is harmless. `upload` runs for each new release once its version is known (under the
+    lock, so no other record takes it) and before the file is written: when it raises, nothing is written.
     """
     when = now or datetime.now(UTC)
     images = {result.image for result in results}
@@ -115,6 +132,9 @@ def record(
                 written.append((result.image, known.version))
                 continue
             release = release_from_result(result, catalog, now=when, cloud=cloud)
+            stored = upload(result, release.version) if upload is not None else None
+            if stored is not None:
+                release = release.model_copy(update={"sbom": stored.sbom, "packages": stored.packages})
             edited = Layout.of(with_release(text, result.image, release), images)
             if not edited.confined(layout, result.image):
                 # Read all of it: if the edit broke the file, that names the line; if not, it still strayed.
@@ -180,13 +200,114 @@ def run(args: argparse.Namespace) -> int:
     from stamp.catalog.results import read_result
 
     catalog = catalog_of(args)
-    names = catalog.select(args.images or [n for n in catalog.images if (Path(args.out) / n).is_dir()])
-    results = [read_result(Path(args.out), name) for name in names]
+    build_root = Path(args.out)
+    names = catalog.select(args.images or [n for n in catalog.images if (build_root / n).is_dir()])
+    results = [read_result(build_root, name) for name in names]
     ensure_may_record(catalog, args.cloud)  # before anything starts: a refusal leaves no local cloud running
-    recorded = record_confirmed(catalog.path, results, target_of(args, catalog))
+    recorded = record_confirmed(catalog.path, results, target_of(args, catalog), build_root=build_root)
+    known = {r.build_id for releases in catalog.releases.values() for r in releases}
     for release, result in zip(recorded, results, strict=True):
         say(f"recorded {result.image} version {release.version}: " + " ".join(release.amis.values()))
+        summary = notes_summary(catalog, result.image, release, build_root) if result.build_id not in known else None
+        if summary is not None:
+            say(f"notes: {summary}")
     return 0
+
+
+def notes_summary(before: Catalog, image: str, release: Release, build_root: Path) -> str | None:
+    """`stamp notes`' one line for a release just recorded, against the one before it (from `before`, the catalog
+    as it was: no second read of a large file); None when either inventory was not kept in `build_root`."""
+    from stamp.commands import notes
+
+    previous = notes.previous_release(before, image, release)
+    if previous is None:
+        return None
+    try:
+        new = notes.inventory_of(build_root, image, release)
+        old = notes.inventory_of(build_root, image, previous)
+    except CatalogError:
+        return None
+    return notes.release_notes(image, release.version, previous.version, old, new).summary()
+
+
+# What verification keeps in <out>/<image>/ that record stores beside the catalog, with its media type.
+ARTIFACT_FILES = {inv.PACKAGES_FILE: "application/json", inv.SBOM_FILE: "application/vnd.cyclonedx+json"}
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A build's artifacts as verification left them: the files' bytes, and how many packages the inventory has."""
+
+    files: dict[str, bytes]
+    packages: int
+
+
+def kept_artifacts(folder: Path, build_id: str) -> Kept | str:
+    """The files of build `build_id` in `folder` (build/<image>), or why there are none to store."""
+    missing = [name for name in ARTIFACT_FILES if not (folder / name).is_file()]
+    if missing:
+        return f"no {' or '.join(missing)} in {folder}/ (verified before stamp kept inventories?)"
+    files = {name: (folder / name).read_bytes() for name in ARTIFACT_FILES}
+    try:
+        inventory = inv.read_inventory(folder / inv.PACKAGES_FILE)
+    except CatalogError as exc:
+        return exc.message
+    if inventory.build_id != build_id:
+        return f"{folder / inv.PACKAGES_FILE} is of build {inventory.build_id}, not {build_id}"
+    try:
+        sbom_build = json.loads(files[inv.SBOM_FILE])["metadata"]["component"]["version"]
+    except (ValueError, KeyError, TypeError):
+        return f"{folder / inv.SBOM_FILE} is not a CycloneDX SBOM stamp wrote"
+    if sbom_build != build_id:
+        return f"{folder / inv.SBOM_FILE} is of build {sbom_build}, not {build_id}"
+    return Kept(files, len(inventory.packages))
+
+
+@dataclass
+class ArtifactUpload:
+    """The `Upload` of `stamp record`: a new release's packages.json and sbom.cdx.json to
+    s3://BUCKET/PREFIX/<image>/<version>/ when the catalog has `defaults.artifacts` (docs/inventory.md).
+
+    S3 is asked in the image's first region; botocore follows S3's redirect to a bucket elsewhere.
+    """
+
+    catalog: Catalog
+    target: Target
+    build_root: Path
+    _ready: set[tuple[str, str]] = field(default_factory=set, init=False)
+
+    def __call__(self, result: BuildResult, version: int) -> Stored | None:
+        folder = self.build_root / result.image
+        artifacts = self.catalog.defaults.artifacts
+        kept = kept_artifacts(folder, result.build_id)
+        if isinstance(kept, str):
+            say(f"artifacts: {result.image} version {version} is recorded without sbom and packages: {kept}")
+            return None
+        if artifacts is None:
+            say(f"artifacts: kept in {folder}/ (no defaults.artifacts)")
+            return None
+        region = self.catalog.images[result.image].regions[0]
+        bucket, base = artifacts.bucket, artifacts.folder(result.image, version)
+        cloud = self.target.cloud
+        try:
+            if (bucket, region) not in self._ready:
+                self.target.ensure_bucket(bucket, region)
+                self._ready.add((bucket, region))
+            digests = {}
+            for name, body in kept.files.items():
+                key = base + name
+                digests[name] = cloud.put_object(region, bucket, key, body, content_type=ARTIFACT_FILES[name])
+                found = cloud.head_object(region, bucket, key)
+                if found is None or found.size != len(body) or found.sha256 not in (None, digests[name]):
+                    raise CloudError(f"s3://{bucket}/{key} does not read back as the {len(body)} bytes uploaded")
+        except CloudError as exc:
+            raise CloudError(
+                f"cannot store the artifacts of {result.image} version {version} in s3://{bucket}/{base}, so the"
+                f" catalog was not changed: {exc.message}",
+                hint=exc.hint or f"check defaults.artifacts and that these credentials may write to {bucket}",
+            ) from None
+        say(f"artifacts: stored s3://{bucket}/{base} ({', '.join(kept.files)}; {kept.packages} packages)")
+        return Stored(SbomRef(uri=f"s3://{bucket}/{base}{inv.SBOM_FILE}", sha256=digests[inv.SBOM_FILE]), kept.packages)
 
 
 # Marks a scratch copy of a repository whose catalog may take local-cloud releases (docs/contract.md, Local cloud).
@@ -206,10 +327,14 @@ def ensure_may_record(catalog: Catalog, kind: CloudKind) -> None:
         )
 
 
-def record_confirmed(catalog_path: Path, results: Sequence[BuildResult], target: Target) -> list[Release]:
+def record_confirmed(
+    catalog_path: Path, results: Sequence[BuildResult], target: Target, *, build_root: Path | None = None
+) -> list[Release]:
     """`record`, after the cloud confirmed every result not recorded yet (confirm_custody); a refusal writes nothing.
 
-    What the results and the catalog alone can refuse is refused first, without asking the cloud anything.
+    What the results and the catalog alone can refuse is refused first, without asking the cloud anything. With
+    `build_root` (where verification kept the inventories), each new release's artifacts are stored first
+    (ArtifactUpload); a failed upload writes nothing.
     """
     catalog = load_catalog(catalog_path)
     recorded = {r.build_id for releases in catalog.releases.values() for r in releases}
@@ -217,4 +342,5 @@ def record_confirmed(catalog_path: Path, results: Sequence[BuildResult], target:
     for result in new:
         release_from_result(result, catalog, now=datetime.now(UTC), cloud=target.kind)
     confirm_custody(target.cloud, new, accept_dirty=target.records_dirty_builds)
-    return record(catalog_path, results, cloud=target.kind)
+    upload = ArtifactUpload(catalog, target, build_root) if build_root is not None else None
+    return record(catalog_path, results, cloud=target.kind, upload=upload)

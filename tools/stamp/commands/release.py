@@ -53,7 +53,7 @@ def _release_phases(catalog_path: Path, name: str, target: Target, *, build_root
             hint=f"JUnit report: {verdict.verify_report}",
         )
     output.resume_with(name, "verify", None)
-    (release,) = record_confirmed(catalog_path, [verdict], target)
+    (release,) = record_confirmed(catalog_path, [verdict], target, build_root=build_root)
     output.resume_with(name, "record", None)
     report = publish(load_catalog(catalog_path), target.cloud, [name], dry_run=False)
     for line in report.lines():

@@ -105,6 +105,11 @@ class Target(ABC):
         """After an AMI was deregistered: drop what stood behind it outside the cloud API (nothing, on EC2)."""
         return
 
+    def ensure_bucket(self, bucket: str, region: str) -> None:
+        """Before `stamp record` stores artifacts in `bucket` (defaults.artifacts): nothing where the bucket is the
+        adopter's (EC2: a missing one fails the upload, exit 5); the local cloud makes it in its moto server."""
+        return
+
     def attach(self, instance: Instance, *, image: Image, hostname: str, user_data: str) -> str:
         """Make a launched instance reachable (`stamp launch`); returns how to log in, or "" where EC2 does it."""
         return ""
