@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs the system tools stamp needs (Packer, a container engine, mmdebstrap) where apt allows it,
+# Installs the system tools stamp needs (Packer, a container engine, mmdebstrap, apt-cacher-ng) where apt allows it,
 # or says exactly what to install. Run by `make demo` and `make test`; fast when everything is present.
 set -euo pipefail
 
 need=()
 command -v packer >/dev/null 2>&1 || need+=(packer)
 command -v mmdebstrap >/dev/null 2>&1 || need+=(mmdebstrap)
+# The local cloud's apt cache for builds: `stamp local up` runs its own apt-cacher-ng (tools/stamp/local/aptcache.py).
+command -v apt-cacher-ng >/dev/null 2>&1 || [ -x /usr/sbin/apt-cacher-ng ] || need+=(apt-cacher-ng)
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 # The workflows' scripts use jq; tests/test_workflow_record.py runs them.
 command -v jq >/dev/null 2>&1 || need+=(jq)
@@ -25,13 +27,20 @@ if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  if [[ " ${need[*]} " == *" apt-cacher-ng "* ]]; then
+    # The package's own service would serve every network interface; stamp needs only the program.
+    systemctl disable --now apt-cacher-ng >/dev/null 2>&1 || true
+    update-rc.d apt-cacher-ng disable >/dev/null 2>&1 || true
+    service apt-cacher-ng stop >/dev/null 2>&1 || true
+  fi
   exit 0
 fi
 
 cat >&2 <<MSG
 stamp needs these system tools: ${need[*]}
   Debian/Ubuntu:  sudo apt-get install -y ${need[*]}
-  macOS:          brew install packer podman   (mmdebstrap is only needed where no registry is reachable)
+  macOS:          brew install packer podman   (mmdebstrap is only needed where no registry is reachable;
+                  without apt-cacher-ng, local builds reach the Debian mirror directly)
   Packer must be 1.6.6 or newer; with Packer >= 1.7 run \`packer init build/<image>\` once.
 MSG
 exit 1

@@ -15,8 +15,8 @@ def run(args: argparse.Namespace) -> int:
 
     root = Path(args.catalog).resolve().parent
     if args.action == "down":
-        local.down(root)
-        say("local cloud: stopped")
+        removed = local.down(root)
+        say(f"local cloud: stopped; removed {len(removed)} container image name(s) it made (the base image stays)")
         return 0
     if args.action == "up":
         cloud = local.up(root, seeds_for(catalog_of(args)))
@@ -34,5 +34,7 @@ def run(args: argparse.Namespace) -> int:
     say(f"local cloud: EC2/SSM API at {cloud.endpoint_url} (moto, pid {cloud.moto_pid})")
     say(f"  engine: {cloud.engine}; base image: {cloud.base_image}; state: {cloud.root}")
     say(f"  instances: {len(local.list_instances(cloud))} running; ssh config: {cloud.ssh_config}")
+    cache = cloud.apt_cache_url or "none (builds reach the Debian mirror directly)"
+    say(f"  apt cache for builds: {cache}")
     say('  use it from a shell with: eval "$(stamp local env)"')
     return 0

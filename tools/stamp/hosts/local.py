@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from stamp import local
 from stamp.cloud.protocol import Instance
 from stamp.drivers import runfiles
 from stamp.drivers.ssh import ssh_config_text
+from stamp.errors import BuildError, StampError
 from stamp.hosts.base import BuildMachine, CleanupStep, CloudKind, Host, Launcher, Target, run_over_ssh
 from stamp.local.baseimage import image_exists
 from stamp.tags import BUILD_ID_TAG
@@ -35,8 +37,17 @@ class LocalTarget(Target):
         return dict(self.env)
 
     def start_build(self, image: Image, build_id: str, *, source_ami: str, public_key: str) -> BuildMachine:
-        """A container from the source AMI's image, which Packer reaches over SSH as if it were the instance."""
+        """A container from the source AMI's image, which Packer reaches over SSH as if it were the instance.
+
+        Its apt goes through the local cloud's apt cache for the build (not into the image: `local.commit`).
+        """
         started = time.monotonic()
+        if image.parent is not None and self.cloud.describe_image(image.regions[0], source_ami) is None:
+            raise BuildError(
+                f"[{image.name}] {image.parent}'s AMI {source_ami} does not exist in this local cloud (a restarted"
+                " local cloud loses its AMIs)",
+                hint=f"run `stamp release {image.parent}` again, then build {image.name}",
+            )
         container = local.launch(
             self.local,
             source_ami,
@@ -45,6 +56,7 @@ class LocalTarget(Target):
             labels={BUILD_ID_TAG: build_id},
             # As EC2 installs the key pair: Packer logs in with the build's throwaway key.
             authorized_keys=[public_key],
+            apt_config=self.local.build_apt_config(),
         )
         variables = {
             "ec2_endpoint": self.local.endpoint_url,
@@ -109,8 +121,21 @@ class LocalTarget(Target):
         ref = local.container_image_for(ami_id)
         self.local.engine_handle.run(["rmi", ref], what=f"untagging {ref}", check=False, echo=False)
 
+    def ensure_bucket(self, bucket: str, region: str) -> None:
+        """The artifacts bucket in moto: a local cloud starts without it, and a restarted one has forgotten it."""
+        self.cloud.create_bucket(region, bucket)
+
     def attach(self, instance: Instance, *, image: Image, hostname: str, user_data: str) -> str:
-        """A container for the instance moto registered, running its user-data as cloud-init would."""
+        """A container for the instance moto registered, running its user-data: a script from the first-boot shim,
+        a #cloud-config through cloud-init (docs/local-cloud.md, User-data). Other kinds are refused."""
+        try:
+            local.user_data_kind(user_data)
+        except StampError:
+            # Refused before a container starts; the instance moto registered for it goes too.
+            for region in image.regions:
+                with contextlib.suppress(StampError):
+                    self.cloud.terminate_instances(region, [instance.instance_id])
+            raise
         container = local.launch(
             self.local,
             instance.ami_id,
@@ -120,6 +145,17 @@ class LocalTarget(Target):
             user_data=user_data,
         )
         return f"ssh -F {self.local.ssh_config} -p {container.ssh_port} {container.ssh_user}@127.0.0.1"
+
+    def kept_login(self, image: Image, build_id: str, machine: BuildMachine | None, ssh_config: Path) -> list[str]:
+        """The build container, as Packer reached it: SSH on 127.0.0.1 with the build's key."""
+        if machine is None or machine.machine_id is None or not machine.variables.get("ssh_port"):
+            return []
+        port = machine.variables["ssh_port"]
+        return [
+            f"ssh -F {ssh_config} -p {port} {image.ssh_username}@127.0.0.1",
+            f"(container {machine.machine_id[:12]}: `{self.local.engine_handle.name} exec -it"
+            f" {machine.machine_id[:12]} bash` works too)",
+        ]
 
 
 @dataclass

@@ -13,6 +13,7 @@ from stamp.local.instances import (
     list_instances,
     terminate,
     tie_image,
+    user_data_kind,
 )
 from stamp.local.seeds import SeedImage, seed_ami_id
 
@@ -32,4 +33,5 @@ __all__ = [
     "terminate",
     "tie_image",
     "up",
+    "user_data_kind",
 ]

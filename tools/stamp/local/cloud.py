@@ -15,21 +15,37 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from stamp.drivers import proc
 from stamp.drivers.ssh import ssh_config_text
-from stamp.errors import CloudError, ProcessError
+from stamp.errors import BuildError, CloudError, ProcessError
+from stamp.local import aptcache
 from stamp.local.baseimage import ensure_base_image, image_exists
-from stamp.local.containers import container_image_for, remove_containers
+from stamp.local.containers import (
+    CLOUD_LABEL,
+    LABEL,
+    LIFE_LABEL,
+    SEED_REPO,
+    STATE_LABEL,
+    StampImage,
+    remove_containers,
+    remove_images,
+    seed_image_for,
+    stamp_images,
+)
 from stamp.local.engine import Engine, detect_engine
 from stamp.local.seeds import SeedImage, moto_amis, unique_seeds
+from stamp.local.sources import debian_source_lines, read_apt_sources
 
 STATE_DIR = Path(".stamp") / "local"
 MOTO_START_TIMEOUT = 30.0
 # How long a running (not paused) moto server that does not answer gets before it is reported hung.
 MOTO_ANSWER_GRACE = 10.0
+# Images an older stamp made carry no state label; past this age `down` takes them as left behind.
+LEGACY_IMAGE_AGE = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -46,6 +62,10 @@ class LocalCloud:
     ssh_public_key: Path
     ssh_config: Path
     seeds: tuple[str, ...] = field(default=())
+    # The apt cache build containers use (aptcache.py): its URL and pid, and the mirror hosts it stands in for.
+    apt_cache_url: str = ""
+    apt_cache_pid: int = 0
+    apt_hosts: tuple[str, ...] = field(default=())
 
     @property
     def cloud_id(self) -> str:
@@ -56,6 +76,16 @@ class LocalCloud:
     def engine_handle(self) -> Engine:
         """The engine this cloud runs on."""
         return Engine(self.engine, self.engine_env)
+
+    @property
+    def apt_cache(self) -> aptcache.AptCache | None:
+        """The apt cache this cloud runs, if it runs one."""
+        return aptcache.AptCache(self.apt_cache_url, self.apt_cache_pid) if self.apt_cache_url else None
+
+    def build_apt_config(self) -> str | None:
+        """The apt configuration for a build container (the apt cache as proxy), or None without a cache."""
+        cache = self.apt_cache
+        return aptcache.build_apt_config(cache, self.apt_hosts) if cache is not None and self.apt_hosts else None
 
     def to_json(self) -> dict[str, Any]:
         """The state file's content."""
@@ -70,6 +100,9 @@ class LocalCloud:
             "ssh_public_key": str(self.ssh_public_key),
             "ssh_config": str(self.ssh_config),
             "seeds": list(self.seeds),
+            "apt_cache_url": self.apt_cache_url,
+            "apt_cache_pid": self.apt_cache_pid,
+            "apt_hosts": list(self.apt_hosts),
         }
 
     @classmethod
@@ -86,6 +119,9 @@ class LocalCloud:
             ssh_public_key=Path(data["ssh_public_key"]),
             ssh_config=Path(data["ssh_config"]),
             seeds=tuple(str(s) for s in data.get("seeds", [])),
+            apt_cache_url=str(data.get("apt_cache_url", "")),
+            apt_cache_pid=int(data.get("apt_cache_pid", 0)),
+            apt_hosts=tuple(str(h) for h in data.get("apt_hosts", [])),
         )
 
 
@@ -316,6 +352,44 @@ def _replace_seeds(cloud: LocalCloud, seeds: tuple[str, ...]) -> LocalCloud:
     return LocalCloud.from_json(data)
 
 
+def _with_apt_cache(cloud: LocalCloud, cache: aptcache.AptCache | None, hosts: Sequence[str]) -> LocalCloud:
+    data = cloud.to_json()
+    data |= {
+        "apt_cache_url": cache.url if cache else "",
+        "apt_cache_pid": cache.pid if cache else 0,
+        "apt_hosts": list(hosts) if cache else [],
+    }
+    return LocalCloud.from_json(data)
+
+
+def _mirror_hosts() -> list[str]:
+    """The Debian mirror hosts the base image's apt sources name (the machine's own sources)."""
+    try:
+        return aptcache.mirror_hosts(debian_source_lines(read_apt_sources(Path("/etc/apt"))))
+    except BuildError:
+        return []
+
+
+def _start_apt_cache(cloud: LocalCloud, previous: LocalCloud | None = None) -> LocalCloud:
+    """The cloud with an apt cache: the one the stopped cloud before it in this folder left running, or a new one.
+    Without apt-cacher-ng, or with STAMP_LOCAL_APT_CACHE=off, it has none and builds reach the mirror directly."""
+    if previous is not None and aptcache.running(previous.apt_cache) and aptcache.wanted():
+        return _with_apt_cache(cloud, previous.apt_cache, previous.apt_hosts)
+    if previous is not None:
+        aptcache.stop(previous.apt_cache_pid)
+    hosts = _mirror_hosts()
+    cache = aptcache.start(cloud.engine_handle, cloud.root, base_image=cloud.base_image) if hosts else None
+    return _with_apt_cache(cloud, cache, hosts)
+
+
+def _keep_apt_cache(cloud: LocalCloud) -> LocalCloud:
+    """A running cloud whose apt cache stopped (killed, or the machine restarted) gets a new one."""
+    if cloud.apt_cache is None or aptcache.running(cloud.apt_cache):
+        return cloud
+    aptcache.stop(cloud.apt_cache_pid)
+    return _start_apt_cache(cloud)
+
+
 def _read_amis(root: Path) -> list[dict[str, Any]]:
     path = root / "amis.json"
     if not path.is_file():
@@ -330,10 +404,15 @@ def _write_amis(root: Path, entries: list[dict[str, Any]]) -> Path:
     return path
 
 
-def _tie_seeds(engine: Engine, base_image: str, ami_ids: Sequence[str]) -> None:
+def _tie_seeds(engine: Engine, base_image: str, names: Sequence[str]) -> None:
+    """Give the base image this cloud's name for each seeded vendor AMI (`seed_image_for`): launches of a seed
+    start from it, and `down` removes the names without touching another cloud's."""
+    for name in names:
+        engine.run(["tag", base_image, name], what=f"tying {name.rpartition(':')[2]} to the base image")
 
-    for ami_id in ami_ids:
-        engine.run(["tag", base_image, container_image_for(ami_id)], what=f"tying {ami_id} to the base image")
+
+def _seed_names(root: Path, ami_ids: Sequence[str]) -> list[str]:
+    return [seed_image_for(cloud_id(root), ami_id) for ami_id in ami_ids]
 
 
 def up(repo_root: Path, seeds: Sequence[SeedImage]) -> LocalCloud:
@@ -341,7 +420,8 @@ def up(repo_root: Path, seeds: Sequence[SeedImage]) -> LocalCloud:
 
     A running, healthy cloud is reused as is (same port, every AMI built so far kept); seeds it lacks are
     added to the running server. A cloud whose moto died is started afresh: moto keeps state in memory, so
-    AMIs built before are gone (their container images stay in the engine, unused).
+    AMIs built before are gone (their container images stay in the engine, unused, until a `down`). Its apt
+    cache (aptcache.py) is started with it, or restarted when it stopped.
     """
     root = state_root(repo_root)
     with _locked(root):
@@ -352,18 +432,19 @@ def up(repo_root: Path, seeds: Sequence[SeedImage]) -> LocalCloud:
                 ensure_base_image(engine, root)
             # Rewrites a config an older stamp left (it put the ssh master socket in the shared temp dir).
             ensure_ssh_key(root)
-            cloud = _seed_running(current, seeds)
-            _tie_seeds(engine, cloud.base_image, cloud.seeds)
+            cloud = _keep_apt_cache(_seed_running(current, seeds))
+            _tie_seeds(engine, cloud.base_image, _seed_names(root, cloud.seeds))
             _write_state(cloud)
             return cloud
 
+        previous = _read_state(root)
         engine = detect_engine(root)
         base_image = ensure_base_image(engine, root)
         private_key, public_key, config = ensure_ssh_key(root)
         wanted = unique_seeds(seeds)
         amis_path = _write_amis(root, moto_amis(wanted))
         seed_ids = tuple(seed.resolved_ami_id for seed in wanted)
-        _tie_seeds(engine, base_image, seed_ids)
+        _tie_seeds(engine, base_image, _seed_names(root, seed_ids))
         endpoint, pid = _start_moto(root, amis_path)
         cloud = LocalCloud(
             root=root,
@@ -377,6 +458,7 @@ def up(repo_root: Path, seeds: Sequence[SeedImage]) -> LocalCloud:
             ssh_config=config,
             seeds=seed_ids,
         )
+        cloud = _start_apt_cache(cloud, previous)
         _write_state(cloud)
         return cloud
 
@@ -413,12 +495,16 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def down(repo_root: Path) -> None:
-    """Stop moto and remove this cloud's containers (labelled stamp.local=1); images and keys stay."""
+def down(repo_root: Path) -> list[str]:
+    """Stop moto and the apt cache, remove this cloud's containers and the container images it made; returns the
+    names of the images removed.
 
+    Images left by local clouds that are gone (another checkout's, one whose moto died) go too: their AMIs died
+    with their moto server. The base image, the SSH key and the apt cache's files stay for the next `up`.
+    """
     root = state_root(repo_root)
     if not root.is_dir():
-        return
+        return []
     with _locked(root):
         cloud = _read_state(root)
         engine = cloud.engine_handle if cloud is not None else None
@@ -432,4 +518,64 @@ def down(repo_root: Path) -> None:
         if cloud is not None and _pid_is_moto(cloud.moto_pid):
             print(f"local cloud: stopping moto (pid {cloud.moto_pid})", file=sys.stderr)
             _stop_pid(cloud.moto_pid)
+        if cloud is not None:
+            aptcache.stop(cloud.apt_cache_pid)
         (root / "state.json").unlink(missing_ok=True)
+        if engine is None:
+            return []
+        try:
+            images = stamp_images(engine)
+            doomed = images_to_remove(images, root, active_legacy_clouds(engine), now=datetime.now(UTC))
+            return remove_images(engine, doomed)
+        except CloudError as exc:
+            print(f"local cloud: the container images it made could not be removed: {exc.message}", file=sys.stderr)
+            return []
+
+
+def _life_is_running(state: Path, life: str) -> bool:
+    """Whether the local cloud whose state folder is `state` runs, with the moto server (pid) `life`."""
+    cloud = _read_state(state)
+    return cloud is not None and str(cloud.moto_pid) == life and _pid_is_moto(cloud.moto_pid)
+
+
+def active_legacy_clouds(engine: Engine) -> set[str]:
+    """Cloud IDs of containers an older stamp started (no state label): their images may still be in use."""
+    ids = engine.run(
+        ["ps", "--all", "--quiet", "--filter", f"label={LABEL}=1"], what="listing containers", check=False, echo=False
+    ).stdout.split()
+    if not ids:
+        return set()
+    done = engine.run(["container", "inspect", *ids], what="inspecting containers", check=False, echo=False)
+    try:
+        data = json.loads(done.stdout or "[]")
+    except ValueError:
+        data = []
+    labels = [(item.get("Config") or {}).get("Labels") or {} for item in data]
+    return {str(label.get(CLOUD_LABEL, "")) for label in labels if STATE_LABEL not in label}
+
+
+def images_to_remove(images: Sequence[StampImage], root: Path, legacy_active: set[str], *, now: datetime) -> list[str]:
+    """The names `down` removes for the local cloud in `root`: every image it made, in any of its lives; images of
+    local clouds that are gone; and what an older stamp left, unless a cloud of that stamp may still use it.
+
+    Seeded AMIs have a name per cloud (SEED_REPO/<cloud id>), so one cloud's `down` never takes another's.
+    """
+    this = cloud_id(root)
+    doomed: list[str] = []
+    for image in images:
+        labels = image.labels
+        owner = labels.get(CLOUD_LABEL, "")
+        if image.ref.startswith(f"{SEED_REPO}/"):
+            if image.ref.startswith(f"{SEED_REPO}/{this}:"):
+                doomed.append(image.ref)
+        elif owner == this:
+            doomed.append(image.ref)
+        elif STATE_LABEL in labels:
+            if not _life_is_running(Path(labels[STATE_LABEL]), labels.get(LIFE_LABEL, "")):
+                doomed.append(image.ref)
+        elif legacy_active and (not labels or owner in legacy_active):
+            continue  # an older stamp's cloud has containers: it may launch these
+        elif not labels or (image.created is not None and now - image.created > LEGACY_IMAGE_AGE):
+            # An older stamp's name for a seed (on its base image: no labels), or an image it committed.
+            doomed.append(image.ref)
+    return doomed

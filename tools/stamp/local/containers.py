@@ -3,20 +3,94 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from stamp.errors import CloudError
 from stamp.local.engine import Engine
 
-# Every container of a local cloud carries LABEL=1 and CLOUD_LABEL=<its cloud's ID>.
+# Every container of a local cloud carries LABEL=1 and CLOUD_LABEL=<its cloud's ID>. STATE_LABEL (the cloud's
+# state folder) and LIFE_LABEL (its moto server's pid) say which life of which cloud made it: moto keeps AMIs in
+# memory, so an image committed in an earlier life stands behind no AMI any more. A committed image keeps its
+# container's labels, which is how `down` tells the images a cloud made.
 LABEL = "stamp.local"
 CLOUD_LABEL = "stamp.local.cloud"
+STATE_LABEL = "stamp.local.state"
+LIFE_LABEL = "stamp.local.moto-pid"
 IMAGE_REPO = "localhost/stamp/ami"
+# What the local cloud makes besides IMAGE_REPO: commits tied to no AMI, and each cloud's names for its seeds.
+COMMIT_REPO = "localhost/stamp/commit"
+SEED_REPO = "localhost/stamp/seed"
 
 
 def container_image_for(ami_id: str) -> str:
     """The container image behind an AMI of the local cloud."""
     return f"{IMAGE_REPO}:{ami_id}"
+
+
+def seed_image_for(cloud_label: str, ami_id: str) -> str:
+    """The name one local cloud gives its base image for a seeded vendor AMI (no other cloud uses it)."""
+    return f"{SEED_REPO}/{cloud_label}:{ami_id}"
+
+
+@dataclass(frozen=True)
+class StampImage:
+    """One name (repository:tag) the local cloud made, and what the image behind it says about its maker."""
+
+    ref: str
+    image_id: str
+    labels: dict[str, str] = field(default_factory=dict)
+    created: datetime | None = None
+
+
+def _created(text: str) -> datetime | None:
+    """An engine's creation time (RFC 3339, nanoseconds), to the microsecond; None when unreadable."""
+    found = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?", text or "")
+    if found is None:
+        return None
+    fraction = (found.group(2) or ".0")[:7]
+    return datetime.fromisoformat(found.group(1) + fraction).replace(tzinfo=UTC)
+
+
+def stamp_images(engine: Engine, prefixes: Iterable[str] = (IMAGE_REPO, COMMIT_REPO, SEED_REPO)) -> list[StampImage]:
+    """Every image name under `prefixes` (repository names), with its image's labels and creation time."""
+    wanted = tuple(f"{prefix}{sep}" for prefix in prefixes for sep in (":", "/"))
+    listed = engine.run(
+        ["images", "--format", "{{.Repository}}:{{.Tag}}"], what="listing images", check=False, echo=False
+    )
+    refs = sorted({ref for ref in listed.stdout.split() if ref.startswith(wanted)})
+    if not refs:
+        return []
+    done = engine.run(["image", "inspect", *refs], what="inspecting images", check=False, echo=False)
+    # An image removed between the listing and inspect fails inspect for it alone: keep the others.
+    try:
+        data = json.loads(done.stdout or "[]")
+    except ValueError:
+        data = []
+    found: dict[str, StampImage] = {}
+    for item in data:
+        labels = (item.get("Config") or {}).get("Labels") or {}
+        for ref in item.get("RepoTags") or []:
+            if ref in refs:
+                found[ref] = StampImage(
+                    ref,
+                    str(item.get("Id", "")),
+                    {str(k): str(v) for k, v in labels.items()},
+                    _created(str(item.get("Created", ""))),
+                )
+    return [found[ref] for ref in refs if ref in found]
+
+
+def remove_images(engine: Engine, refs: Sequence[str]) -> list[str]:
+    """Untag `refs` (the image goes with its last name); returns those removed. An image a container still
+    runs from keeps its name: the engine refuses, and the next `down` tries again."""
+    if not refs:
+        return []
+    engine.run(["rmi", *refs], what="removing images", check=False, echo=False)
+    left = {image.ref for image in stamp_images(engine)}
+    return [ref for ref in refs if ref not in left]
 
 
 def remove(engine: Engine, container_ids: Sequence[str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,9 @@ runtime = "runc"
 [containers]
 default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
 """
+# `STAMP_LOCAL_ENGINE=docker` (or `podman`) picks the engine; without it, the first that answers `info` does.
+ENGINE_SWITCH = "STAMP_LOCAL_ENGINE"
+ENGINES = ("podman", "docker")
 
 
 @dataclass(frozen=True)
@@ -69,15 +73,29 @@ def write_containers_conf(root: Path) -> Path:
     return path
 
 
+def docker_env() -> dict[str, str]:
+    """What every docker call needs: the daemon's address, when DOCKER_HOST names one (a dockerd of your own)."""
+    host = os.environ.get("DOCKER_HOST", "").strip()
+    return {"DOCKER_HOST": host} if host else {}
+
+
 def detect_engine(root: Path) -> Engine:
-    """The first engine that answers `info`: Podman, then Docker.
+    """The engine STAMP_LOCAL_ENGINE names, else the first that answers `info`: Podman, then Docker.
 
     Running it is the only reliable test: a Docker *client* with no daemon behind it is on PATH on some
-    machines, and `which docker` would be fooled by it.
+    machines, and `which docker` would be fooled by it (docs/facts.md, Podman). Docker is reached at
+    DOCKER_HOST when it is set; the state file keeps it, so later commands reach the same daemon.
     """
+    choice = os.environ.get(ENGINE_SWITCH, "").strip().lower()
+    if choice and choice not in ENGINES:
+        raise CloudError(
+            f"local cloud: {ENGINE_SWITCH}={choice!r} names no container engine stamp knows",
+            hint=f"set {ENGINE_SWITCH} to {' or '.join(ENGINES)}, or unset it to use the first that works",
+        )
     problems: list[str] = []
     podman_env = {"CONTAINERS_CONF": str(write_containers_conf(root))}
-    for name, env in (("podman", podman_env), ("docker", {})):
+    candidates = [("podman", podman_env), ("docker", docker_env())]
+    for name, env in [(n, e) for n, e in candidates if choice in ("", n)]:
         try:
             engine_call(name, env, ["info"], echo=False, timeout=60)
         except ProcessError as exc:
@@ -85,7 +103,9 @@ def detect_engine(root: Path) -> Engine:
             problems.append(f"  {name}: {lines[-1] if lines else f'exit {exc.returncode}'}")
             continue
         return Engine(name, env)
+    tried = " and ".join(f"`{name} info`" for name, _env in candidates if choice in ("", name))
     raise CloudError(
-        "local cloud: no working container engine (tried `podman info` and `docker info`):\n" + "\n".join(problems),
-        hint="install Podman: `sudo apt-get install -y podman runc` (or start a Docker daemon), then retry",
+        f"local cloud: no working container engine (tried {tried}):\n" + "\n".join(problems),
+        hint="install Podman: `sudo apt-get install -y podman runc` (or start a Docker daemon, with DOCKER_HOST"
+        " pointing at it when it is not the default one), then retry",
     )
