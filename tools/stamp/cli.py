@@ -78,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image", metavar="IMAGE", help="the image to look up")
     p.add_argument("--region", help="print only the AMI ID in this region (default: every region, one per line)")
     p.add_argument("--version", type=int, help="this release instead of the current one (a revoked one is refused)")
+    p.add_argument(
+        "--channel",
+        metavar="NAME",
+        help="the release this rollout channel points at instead of the current one (docs/rollout.md)",
+    )
     p.add_argument("--format", choices=["text", "json"], default="text", help="text (default) or json on stdout")
 
     p = add(
@@ -225,6 +230,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image", metavar="IMAGE", help="the image whose revoked release is restored")
     p.add_argument("version", metavar="VERSION", type=int, help="the revoked release's version")
     p.add_argument("--reason", required=True, help="why the release is safe again; kept in catalog.yaml")
+    p.add_argument(
+        "--format",
+        choices=["text", "json"],
+        default="text",
+        help="text for people (default, on stderr) or json on stdout",
+    )
+
+    p = add(
+        "promote",
+        "move a release into a later rollout channel once it has soaked: a catalog edit for a pull request",
+        "stamp promote web --to stable",
+    )
+    p.add_argument("image", metavar="IMAGE", nargs="?", help="the image to promote (with --due: only this image)")
+    p.add_argument("--to", metavar="CHANNEL", help="the channel the release enters (see channels: in catalog.yaml)")
+    p.add_argument(
+        "--version",
+        type=int,
+        help="this release (default: the one the channel's `after` channel points at)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="promote before the soak time is over (needs --reason); status and ancestry are still checked",
+    )
+    p.add_argument("--reason", help="why --force is needed; kept under the release's forced: in catalog.yaml")
+    p.add_argument("--due", action="store_true", help="list every promotion whose soak time has passed, parents first")
+    p.add_argument("--apply", action="store_true", help="with --due: make those promotions in catalog.yaml")
     p.add_argument(
         "--format",
         choices=["text", "json"],

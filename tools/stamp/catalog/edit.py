@@ -6,9 +6,10 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from stamp.catalog import yamlsafe
 from stamp.catalog.models import Release
 from stamp.catalog.yamlsafe import resolve_plain
-from stamp.errors import CatalogError
+from stamp.errors import CatalogError, YamlProblem
 
 _STATUSES = ("current", "previous", "deprecated", "revoked")
 
@@ -110,6 +111,58 @@ def set_field(text: str, image: str, version: int, key: str, value: str | None) 
     elif line is not None:
         lines.insert(target.fields["status"] + 1, line)
     return text[: block.start] + "".join(lines) + text[block.end :]
+
+
+def set_channel(text: str, image: str, version: int, channel: str, time: str) -> str:
+    """Records that a release entered `channel` at `time`: its one-line `channels: {…}` gains (or updates) that
+    entry, and is added at the end of the release when it has none; every other byte unchanged."""
+    return _set_flow_entry(text, image, version, "channels", channel, time)
+
+
+def set_forced(text: str, image: str, version: int, channel: str, reason: str) -> str:
+    """Records why a release entered `channel` before its soak time (`stamp promote --force --reason`), in the
+    release's one-line `forced: {…}`, the way set_channel does."""
+    return _set_flow_entry(text, image, version, "forced", channel, reason)
+
+
+def _set_flow_entry(text: str, image: str, version: int, key: str, name: str, value: str) -> str:
+    block, target = _release_item(text, image, version)
+    lines = block.lines[:]
+    nl = _Releases.find(text).newline
+    entries: dict[str, str] = {}
+    if key in target.fields:
+        index = target.fields[key]
+        # A value stamp did not write (block style, or on several lines) is read, then written back as one line.
+        end = index + 1
+        while end <= target.last_content and _indent(lines[end]) > target.inner:
+            end += 1
+        entries = _read_mapping(lines[index:end], target.inner, key, image, version)
+        at, count = index, end - index
+    else:
+        at, count = target.last_content + 1, 0
+        if not lines[at - 1].endswith("\n"):  # the file's last line, without a line break
+            lines[at - 1] += nl
+    entries[name] = value
+    body = ", ".join(f"{_scalar(k)}: {_quote(v)}" for k, v in entries.items())
+    lines[at : at + count] = [f"{' ' * target.inner}{key}: {{{body}}}{nl}"]
+    return text[: block.start] + "".join(lines) + text[block.end :]
+
+
+def _read_mapping(lines: list[str], inner: int, key: str, image: str, version: int) -> dict[str, str]:
+    snippet = "".join(line[inner:] if _indent(line) >= inner else line.lstrip(" ") for line in lines)
+    try:
+        found = yamlsafe.load(snippet)
+    except YamlProblem:
+        found = None
+    value = found.get(key) if isinstance(found, dict) else None
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise CatalogError(
+            f"releases.{image} version {version}: cannot read its {key}: as a mapping of names to quoted text",
+            hint="releases: is written by stamp; restore it from git",
+        )
+    return dict(value)
 
 
 def _release_item(text: str, image: str, version: int) -> tuple[_ImageBlock, _Item]:
@@ -438,6 +491,11 @@ def _render(release: Release, dash: int, nl: str) -> str:
         out.append(f"{pad}reason: {_quote(release.reason)}{nl}")
     if release.revoke_at is not None:
         out.append(f"{pad}revoke_at: {_quote(release.revoke_at)}{nl}")
+    # Rollout channels (docs/rollout.md): one line each, as set_channel and set_forced write them.
+    for key, entries in (("channels", release.channels), ("forced", release.forced)):
+        if entries:
+            body = ", ".join(f"{_scalar(k)}: {_quote(v)}" for k, v in entries.items())
+            out.append(f"{pad}{key}: {{{body}}}{nl}")
     return "".join(out)
 
 

@@ -14,7 +14,18 @@ from typing import Any
 import pydantic
 
 from stamp.catalog import yamlsafe
-from stamp.catalog.models import CatalogFile, Defaults, ImageSpec, Model, Rebuild, Release, Retention, Share, Source
+from stamp.catalog.models import (
+    CatalogFile,
+    Channel,
+    Defaults,
+    ImageSpec,
+    Model,
+    Rebuild,
+    Release,
+    Retention,
+    Share,
+    Source,
+)
 from stamp.errors import CatalogError, CatalogProblems, YamlProblem
 
 
@@ -36,6 +47,8 @@ class Image:
     volume_size_gb: int
     retention: Retention
     rebuild: Rebuild
+    # Rollout channels in order, (name, channel) pairs; empty without `channels` (docs/rollout.md).
+    channels: tuple[tuple[str, Channel], ...] = ()
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -228,6 +241,7 @@ def _resolve(name: str, spec: ImageSpec, defaults: Defaults) -> Image:
         volume_size_gb=spec.volume_size_gb or defaults.volume_size_gb,
         retention=spec.retention or defaults.retention,
         rebuild=spec.rebuild or defaults.rebuild,
+        channels=tuple((spec.channels if spec.channels is not None else defaults.channels or {}).items()),
     )
 
 
@@ -275,6 +289,23 @@ def _semantic_problems(model: CatalogFile, root: Path, check_files: bool) -> lis
         versions = [r.version for r in releases]
         if len(set(versions)) != len(versions):
             problems.append((("releases", name), "release versions must be unique"))
+        problems.extend(_channel_problems(model, name, releases))
+    return problems
+
+
+def _channel_problems(model: CatalogFile, name: str, releases: Sequence[Release]) -> list[Problem]:
+    """A release may name only channels its image has (docs/rollout.md)."""
+    spec = model.images.get(name)
+    if spec is None:
+        return []
+    known = spec.channels if spec.channels is not None else model.defaults.channels or {}
+    problems: list[Problem] = []
+    for index, release in enumerate(releases):
+        for key in ("channels", "forced"):
+            for channel in getattr(release, key) or {}:
+                if channel not in known:
+                    where = f"'{name}' has channels {', '.join(known)}" if known else f"'{name}' has no channels"
+                    problems.append((("releases", name, index, key, channel), f"no channel '{channel}': {where}"))
     return problems
 
 

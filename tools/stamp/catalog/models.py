@@ -111,6 +111,46 @@ class SbomRef(Model):
     sha256: Sha256 = Field(description="SHA-256 of the SBOM as uploaded (hex)")
 
 
+ChannelName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
+UtcTime = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")]
+
+
+class Channel(Model):
+    """One rollout channel (docs/rollout.md): releases enter the first one when recorded, later ones by promotion."""
+
+    after: ChannelName | None = Field(
+        default=None, description="The channel a release must be in first; every channel but the first names one"
+    )
+    soak_days: int = Field(default=0, ge=0, le=3650, description="Days a release stays in `after` before promotion")
+
+
+def check_channels(channels: dict[str, Channel] | None) -> dict[str, Channel] | None:
+    """An ordered mapping: the first channel is where releases enter (no `after`); each later one comes after an
+    earlier one."""
+    if channels is None:
+        return None
+    if not channels:
+        raise PydanticCustomError("channels", "name at least one channel, e.g. {candidate: {}}, or leave it out")
+    names = list(channels)
+    for index, (name, channel) in enumerate(channels.items()):
+        if index == 0 and (channel.after is not None or channel.soak_days):
+            raise PydanticCustomError(
+                "channels",
+                "the first channel, '{name}', is where recorded releases enter: it takes no `after` or `soak_days`",
+                {"name": name},
+            )
+        if index > 0 and channel.after not in names[:index]:
+            raise PydanticCustomError(
+                "channels",
+                "channel '{name}' needs `after:` naming a channel listed before it ({earlier})",
+                {"name": name, "earlier": ", ".join(names[:index])},
+            )
+    return channels
+
+
+Channels = Annotated[dict[ChannelName, Channel], AfterValidator(check_channels)]
+
+
 class Defaults(Model):
     regions: list[Region] = Field(default=["us-east-1"], min_length=1)
     instance_type: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+\.[a-z0-9]+$")] = "t3.micro"
@@ -121,6 +161,11 @@ class Defaults(Model):
     allow_public: Flag = Field(default=False, description="Catalog-wide permission for images with public: true")
     artifacts: Artifacts | None = Field(
         default=None, description="S3 location for each release's inventory and SBOM; without it they stay in build/"
+    )
+    channels: Channels | None = Field(
+        default=None,
+        description="Rollout channels in order, e.g. {candidate: {}, stable: {after: candidate, soak_days: 7}}; "
+        "recorded releases enter the first (docs/rollout.md)",
     )
 
 
@@ -139,6 +184,7 @@ class ImageSpec(Model):
     volume_size_gb: int | None = Field(default=None, ge=1, le=16384)
     retention: Retention | None = None
     rebuild: Rebuild | None = None
+    channels: Channels | None = Field(default=None, description="This image's rollout channels instead of the default")
 
 
 class ReleaseSource(Model):
@@ -163,6 +209,12 @@ class Release(Model):
     dirty: Flag = Field(default=False, description="Built from uncommitted changes (local cloud only)")
     sbom: SbomRef | None = Field(default=None, description="The release's CycloneDX SBOM in defaults.artifacts")
     packages: int | None = Field(default=None, ge=0, description="Packages in the release's inventory")
+    channels: dict[ChannelName, UtcTime] | None = Field(
+        default=None, description="When the release entered each rollout channel (`stamp record`, `stamp promote`)"
+    )
+    forced: dict[ChannelName, str] | None = Field(
+        default=None, description="Channels entered before their soak time, with the reason given to --force"
+    )
 
 
 class CatalogFile(Model):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from stamp.catalog.load import Catalog, Image
+from stamp.catalog.releases import channel_heads
 from stamp.cloud.protocol import Cloud, ImageDetails, KmsKey, Parameter, ShareDiff, ShareSet
 from stamp.errors import (
     CatalogError,
@@ -40,6 +41,11 @@ WAIT_TIMEOUT = 120.0
 
 def parameter_name(image: str) -> str:
     return f"/stamp/{image}/current"
+
+
+def channel_parameter_name(image: str, channel: str) -> str:
+    """The parameter consumers of one rollout channel follow (docs/rollout.md)."""
+    return f"/stamp/{image}/channel/{channel}"
 
 
 def desired_share(image: Image, *, allow_public: bool) -> ShareSet:
@@ -100,13 +106,20 @@ class PublishEntry:
     launch: ShareDiff = field(default_factory=ShareDiff)
     snapshots: tuple[tuple[str, ShareDiff], ...] = ()
     parameter: ParameterChange | None = None
+    # The rollout channels' parameters that follow this release (docs/rollout.md), when they moved.
+    channels: tuple[ParameterChange, ...] = ()
     missing: bool = False
     # Set when a call for this AMI failed: the fields above then hold only what was applied before it.
     error: str = ""
 
     @property
     def changed(self) -> bool:
-        return not self.launch.empty or any(not d.empty for _, d in self.snapshots) or self.parameter is not None
+        return (
+            not self.launch.empty
+            or any(not d.empty for _, d in self.snapshots)
+            or self.parameter is not None
+            or bool(self.channels)
+        )
 
     def lines(self) -> list[str]:
         if self.status == REMOVED:
@@ -120,6 +133,7 @@ class PublishEntry:
             out += [f"  {line[0]} snapshot {snapshot_id} {line[2:]}" for line in diff.lines()]
         if self.parameter is not None:
             out.append(f"  {self.parameter.line()}")
+        out += [f"  {change.line()}" for change in self.channels]
         if self.error:
             out.append(f"  ! failed: {self.error}")
         return out
@@ -133,12 +147,15 @@ class PublishEntry:
                 "public": s.public,
             }
 
+        channels = [{"name": c.name, "previous": c.previous, "value": c.value} for c in self.channels]
         return {
             "image": self.image,
             "version": self.version,
             "status": self.status,
             "region": self.region,
             "ami_id": self.ami_id,
+            # Only with rollout channels, so a catalog without them reads as it always did.
+            **({"channels": channels} if channels else {}),
             "missing": self.missing,
             "error": self.error or None,
             "launch": {"add": share(self.launch.add), "remove": share(self.launch.remove)},
@@ -161,6 +178,8 @@ class PublishReport:
     notes: tuple[str, ...] = ()
     # (region, name) of parameters deleted (or, in a dry run, to delete) because their image left the catalog.
     deleted_parameters: tuple[tuple[str, str], ...] = ()
+    # (region, name) of channel parameters deleted (or to delete) because no good release is left in the channel.
+    emptied_channels: tuple[tuple[str, str], ...] = ()
 
     @property
     def modify_calls(self) -> int:
@@ -177,6 +196,10 @@ class PublishReport:
             f"- parameter {name} in {region} (image removed from the catalog)"
             for region, name in self.deleted_parameters
         ]
+        out += [
+            f"- parameter {name} in {region} (no good release left in the channel)"
+            for region, name in self.emptied_channels
+        ]
         out += [f"note: {note}" for note in self.notes]
         changed = sum(1 for e in self.entries if e.changed)
         verb = "would change" if self.dry_run else "changed"
@@ -192,6 +215,11 @@ class PublishReport:
             "entries": [e.as_dict() for e in self.entries],
             "notes": list(self.notes),
             "deleted_parameters": [{"region": r, "name": n} for r, n in self.deleted_parameters],
+            **(
+                {"emptied_channels": [{"region": r, "name": n} for r, n in self.emptied_channels]}
+                if self.emptied_channels
+                else {}
+            ),
         }
 
 
@@ -205,6 +233,8 @@ class _Target:
     launch: ShareSet
     copy: ShareSet
     parameter: str | None
+    # The channel parameters that name this release (channel_parameter_name).
+    channels: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -232,6 +262,8 @@ class _Lookup:
     # The AMIs and parameters of images that left the catalog (full publish only).
     removed: list[_Target] = field(default_factory=list)
     removed_parameters: list[str] = field(default_factory=list)
+    # Channel parameters to delete: their channel has no good release left.
+    emptied: list[str] = field(default_factory=list)
     refusals: list[str] = field(default_factory=list)
     revoked: list[str] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
@@ -252,9 +284,11 @@ def publish(
     Current, previous and deprecated releases get the catalog's share; revoked ones get none. Per AMI and
     region that is one DescribeImageAttribute and, only when something differs, one ModifyImageAttribute;
     DescribeImages, DescribeSnapshots and GetParameters are batched per region. The SSM parameter
-    `/stamp/<image>/current` follows the current release and is written only on change. Every snapshot's
-    permissions are read and reconciled. AMIs tagged `stamp:revoked` are refused (PolicyError) unless the
-    catalog has them revoked too.
+    `/stamp/<image>/current` follows the current release and is written only on change; so does
+    `/stamp/<image>/channel/<name>` for each rollout channel, following the release the channel points at
+    (`channel_head` in tools/stamp/catalog/releases.py), and it is deleted when no good release is left in it.
+    Every snapshot's permissions are read and reconciled. AMIs tagged `stamp:revoked` are refused (PolicyError)
+    unless the catalog has them revoked too.
 
     Publishing every image (`images` None) also unshares the AMIs of images no longer under `images:` (found by
     their `stamp:image` tag among the account's own AMIs) and deletes their parameters: one catalog owns the
@@ -270,8 +304,17 @@ def publish(
     shares = {name: desired_share(catalog.images[name], allow_public=catalog.defaults.allow_public) for name in names}
     notes: list[str] = []
     targets: dict[str, list[_Target]] = {}
+    emptied: dict[str, set[str]] = {}
     for name in names:
         releases = catalog.releases.get(name, ())
+        followed: dict[int, list[str]] = {}
+        for channel, head in channel_heads(catalog, name).items():
+            if head is not None:
+                followed.setdefault(head.version, []).append(channel_parameter_name(name, channel))
+                continue
+            # Deleted wherever it exists: a channel never points at a revoked release (docs/rollout.md).
+            for region in set(catalog.images[name].regions) | {region for r in releases for region in r.amis}:
+                emptied.setdefault(region, set()).add(channel_parameter_name(name, channel))
         if not releases:
             notes.append(f"image '{name}' has no release yet; nothing to publish")
             continue
@@ -288,6 +331,7 @@ def publish(
                         launch=shares[name] if launchable else ShareSet(),
                         copy=desired_copy_share(catalog.images[name]) if launchable else ShareSet(),
                         parameter=parameter_name(name) if release.status == "current" else None,
+                        channels=tuple(followed.get(release.version, ())) if launchable else (),
                     )
                 )
 
@@ -297,9 +341,11 @@ def publish(
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="publish") as pool:
         # Phase 1, regions in parallel, reads only: which AMIs exist (with tags and snapshots), whether their
         # snapshots may be shared at all, and the current parameters.
-        regions = set(targets) | (removed_scan.regions if removed_scan else set())
+        regions = set(targets) | set(emptied) | (removed_scan.regions if removed_scan else set())
         futures = {
-            region: pool.submit(_look_up, cloud, region, targets.get(region, []), wait_timeout, removed_scan)
+            region: pool.submit(
+                _look_up, cloud, region, targets.get(region, []), wait_timeout, removed_scan, emptied.get(region, ())
+            )
             for region in regions
         }
         lookups: dict[str, _Lookup] = {}
@@ -352,7 +398,8 @@ def publish(
                 if details is None:
                     continue
                 current = lookup.parameters.get(target.parameter) if target.parameter else None
-                work.append((target, pool.submit(_reconcile, cloud, target, details, current, dry_run)))
+                followers = {n: lookup.parameters.get(n) for n in target.channels}
+                work.append((target, pool.submit(_reconcile, cloud, target, details, current, dry_run, followers)))
         for target, future in work:
             outcome = future.result()
             outcomes.append(outcome)
@@ -376,6 +423,17 @@ def publish(
                 deleted.append((region, name))
             except CloudError as exc:
                 failures.append(f"parameter {name} in {region}: {exc.message}")
+    emptied_done: list[tuple[str, str]] = []
+    for region, lookup in sorted(lookups.items()):
+        for name in lookup.emptied:
+            if not dry_run:
+                try:
+                    calls["DeleteParameter"] += 1
+                    cloud.delete_parameter(region, name)
+                except CloudError as exc:
+                    failures.append(f"parameter {name} in {region}: {exc.message}")
+                    continue
+            emptied_done.append((region, name))
     order = {name: index for index, name in enumerate(names)}
     entries = sorted(
         (o.entry for o in outcomes), key=lambda e: (order.get(e.image, len(order)), e.image, -e.version, e.region)
@@ -386,6 +444,7 @@ def publish(
         calls=dict(calls),
         notes=tuple(notes),
         deleted_parameters=tuple(deleted),
+        emptied_channels=tuple(emptied_done),
     )
     if failures:
         applied = {
@@ -405,22 +464,37 @@ class _RemovedScan:
     versions: Mapping[str, int]
     parameters: frozenset[str]
     regions: frozenset[str]
+    # The default rollout channels: a removed image's channel parameters go with it.
+    channels: tuple[str, ...] = ()
+
+    def parameters_of(self, image: str) -> set[str]:
+        return {parameter_name(image)} | {channel_parameter_name(image, channel) for channel in self.channels}
 
     @classmethod
     def of(cls, catalog: Catalog) -> _RemovedScan:
         gone = {name: releases for name, releases in catalog.releases.items() if name not in catalog.images}
         regions = {region for image in catalog.images.values() for region in image.regions}
         regions |= {region for releases in catalog.releases.values() for r in releases for region in r.amis}
+        channels = tuple(catalog.defaults.channels or {})
         return cls(
             images=frozenset(catalog.images),
             versions={ami_id: r.version for releases in gone.values() for r in releases for ami_id in r.amis.values()},
-            parameters=frozenset(parameter_name(name) for name in gone),
+            parameters=frozenset(
+                {parameter_name(name) for name in gone}
+                | {channel_parameter_name(name, channel) for name in gone for channel in channels}
+            ),
             regions=frozenset(regions),
+            channels=channels,
         )
 
 
 def _look_up(
-    cloud: Cloud, region: str, targets: Sequence[_Target], wait_timeout: float, removed: _RemovedScan | None
+    cloud: Cloud,
+    region: str,
+    targets: Sequence[_Target],
+    wait_timeout: float,
+    removed: _RemovedScan | None,
+    emptied: Collection[str] = (),
 ) -> _Lookup:
     lookup = _Lookup()
     found = cloud.describe_images(region, {t.ami_id for t in targets})
@@ -447,15 +521,16 @@ def _look_up(
             lookup.failures[target.ami_id] = f"AMI {target.ami_id} is {details.state}{reason}; it cannot be shared"
         else:
             lookup.ready[target.ami_id] = details
-            if REVOKED_TAG in details.tags and (target.shared or target.parameter):
+            if REVOKED_TAG in details.tags and (target.shared or target.parameter or target.channels):
                 lookup.revoked.append(
                     f"{target.name}: AMI {target.ami_id} is tagged {REVOKED_TAG}={details.tags[REVOKED_TAG]!r}, "
                     f"but the catalog has it {target.status}"
                 )
     _check_encryption(cloud, region, [t for t in targets if t.shared and t.ami_id in lookup.ready], lookup)
-    names = {t.parameter for t in targets if t.parameter}
+    names = {t.parameter for t in targets if t.parameter} | {n for t in targets for n in t.channels} | set(emptied)
     if names:
         lookup.parameters = cloud.get_parameters(region, names)
+    lookup.emptied = sorted(n for n in emptied if n in lookup.parameters)
     if removed is not None:
         _find_removed(cloud, region, removed, lookup)
     return lookup
@@ -470,7 +545,7 @@ def _find_removed(cloud: Cloud, region: str, scan: _RemovedScan, lookup: _Lookup
         target = _Target(image, scan.versions.get(ami_id, 0), REMOVED, region, ami_id, ShareSet(), ShareSet(), None)
         lookup.removed.append(target)
         lookup.ready[ami_id] = details
-        names.add(parameter_name(image))
+        names |= scan.parameters_of(image)
     if names:
         lookup.removed_parameters = sorted(cloud.get_parameters(region, names))
 
@@ -539,9 +614,15 @@ def _entry(target: _Target, **changes: Any) -> PublishEntry:
 
 
 def _reconcile(
-    cloud: Cloud, target: _Target, details: ImageDetails, parameter: Parameter | None, dry_run: bool
+    cloud: Cloud,
+    target: _Target,
+    details: ImageDetails,
+    parameter: Parameter | None,
+    dry_run: bool,
+    followers: Mapping[str, Parameter | None] | None = None,
 ) -> _Outcome:
-    """Launch permissions, then snapshots, then the parameter; on a failure, what was applied and what was not."""
+    """Launch permissions, then snapshots, then the parameters (current, then the channels' in `followers`, as
+    read in phase 1); on a failure, what was applied and what was not."""
     calls: Counter[str] = Counter()
     region, ami_id = target.region, target.ami_id
     applied: dict[str, Any] = {}
@@ -580,6 +661,18 @@ def _reconcile(
                 cloud.write_image_parameter(region, target.parameter, ami_id, overwrite=parameter is not None)
                 calls["PutParameter"] += 1
             applied["parameter"] = change
+
+        moved: list[ParameterChange] = []
+        for name, found in sorted((followers or {}).items()):
+            if found is not None and found.value == ami_id:
+                continue
+            change = ParameterChange(name, found.value if found else None, ami_id)
+            if not dry_run:
+                step = f"moving the parameter {name} to {ami_id}"
+                cloud.write_image_parameter(region, name, ami_id, overwrite=found is not None)
+                calls["PutParameter"] += 1
+            moved.append(change)
+            applied["channels"] = tuple(moved)
     except CloudError as exc:
         # Each step is a single call; the steps before it are done, it and the ones after it are not.
         error = f"{exc.message} (while {step}; later steps not attempted)"

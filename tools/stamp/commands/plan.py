@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from stamp import clock
 from stamp.catalog.load import Catalog, Image, load_catalog
-from stamp.catalog.models import Share
+from stamp.catalog.models import Release, Share
 from stamp.commands.common import catalog_of, target_of
 from stamp.drivers.git import CATALOG, catalog_at, diff_paths, merge_base, repo_relative, resolve_ref
 from stamp.errors import CatalogError
@@ -28,6 +28,7 @@ ReasonKind = Literal[
     "definition_changed",
     "file_changed",
     "parent_rebuilt",
+    "parent_moved",
     "new_source_image",
     "release_too_old",
     "no_release",
@@ -40,6 +41,7 @@ LABELS: dict[ReasonKind, str] = {
     "definition_changed": "definition changed",
     "file_changed": "file changed",
     "parent_rebuilt": "parent rebuilt",
+    "parent_moved": "parent moved",
     "new_source_image": "new source image",
     "release_too_old": "release too old",
     "no_release": "no release yet",
@@ -159,6 +161,7 @@ def plan(
             earlier = new.releases.get(name, ())
             found[name].append(Reason("no_release", "no current release" if earlier else "never released"))
             continue
+        found[name].extend(_parent_moved(new, image, release))
         if source_lookup is not None:
             found[name].extend(_source_reasons(image, release.source.amis or {}, source_lookup))
         found[name].extend(_age_reasons(image, release.version, release.built_at, now))
@@ -217,6 +220,25 @@ def definition_reasons(old: Catalog | None, new: Catalog, image: Image) -> list[
         change = _change(was, now_is)
         reasons.append(Reason("definition_changed", f"{where}{change}" + (" (inherited)" if inherited else "")))
     return reasons
+
+
+def _parent_moved(catalog: Catalog, image: Image, release: Release) -> list[Reason]:
+    """The child's current release stands on a parent release that is no longer the parent's current one (a
+    rollback or revocation of the parent, or a child build that failed after the parent's): consumers get the
+    parent's current release, so the child is rebuilt on it."""
+    source = release.source
+    if image.parent is None or source.image != image.parent or source.version is None:
+        return []
+    parent = catalog.current_release(image.parent)
+    if parent is None or parent.version == source.version:
+        return []
+    return [
+        Reason(
+            "parent_moved",
+            f"v{release.version} is built on {image.parent} v{source.version}; {image.parent}'s current release is "
+            f"v{parent.version}",
+        )
+    ]
 
 
 def _source_reasons(image: Image, built_from: dict[str, str], lookup: SourceLookup) -> list[Reason]:

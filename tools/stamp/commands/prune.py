@@ -16,10 +16,10 @@ from stamp.catalog import edit as catalog_edit
 from stamp.catalog import store
 from stamp.catalog.load import Catalog
 from stamp.catalog.models import Release
-from stamp.catalog.releases import RETAINED, newest_first
+from stamp.catalog.releases import RETAINED, channel_heads, newest_first
 from stamp.clock import iso, parse_time
 from stamp.cloud.protocol import Cloud, ImageDetails, ImageUser
-from stamp.cloud.sharing import parameter_name
+from stamp.cloud.sharing import channel_parameter_name, parameter_name
 from stamp.commands.common import catalog_of, target_of
 from stamp.errors import (
     CloudError,
@@ -143,13 +143,15 @@ def plan_prune(catalog: Catalog, now: datetime, usage: Usage, images: Sequence[s
     - A `deprecated` or `revoked` release is retired `retention.grace_days` after its deprecation mark: its AMIs
       are deregistered, their snapshots deleted, and its item removed from the catalog. One without a mark in
       some region is marked there first, so its grace period starts now.
-    - Retirement is refused while the image's SSM parameter, a launch template or a live instance uses the AMI.
+    - Retirement is refused while the image's SSM parameters, a launch template or a live instance use the AMI.
+    - A release a rollout channel points at is kept as well (docs/rollout.md), beyond `keep`.
     """
     actions: list[Action] = []
     for name in catalog.select(images):
         image = catalog.images[name]
         releases = catalog.releases.get(name, ())
-        retained = retained_versions(releases, image.retention.keep)
+        heads = {r.version for r in channel_heads(catalog, name).values() if r is not None}
+        retained = retained_versions(releases, image.retention.keep) | heads
         grace = timedelta(days=image.retention.grace_days)
         current = catalog.current_release(name)
         if current is not None and any(
@@ -174,11 +176,14 @@ def plan_prune(catalog: Catalog, now: datetime, usage: Usage, images: Sequence[s
             continue
         for release in newest_first(releases):
             if release.version not in retained:
-                actions.append(_plan_release(name, release, now, grace, usage))
+                channels = [channel_parameter_name(name, c) for c, _ in image.channels]
+                actions.append(_plan_release(name, release, now, grace, usage, channels))
     return actions
 
 
-def _plan_release(name: str, release: Release, now: datetime, grace: timedelta, usage: Usage) -> Action:
+def _plan_release(
+    name: str, release: Release, now: datetime, grace: timedelta, usage: Usage, channels: Sequence[str] = ()
+) -> Action:
     states = {region: usage.amis.get((region, ami_id)) for region, ami_id in release.amis.items()}
     unknown = sorted(region for region, state in states.items() if state is None)
     if unknown:
@@ -215,6 +220,11 @@ def _plan_release(name: str, release: Release, now: datetime, grace: timedelta, 
         parameter = parameter_name(name)
         if usage.parameters.get((region, parameter)) == ami_id:
             blockers.append(f"SSM parameter {parameter} in {region} still names {ami_id} as current")
+        blockers += [
+            f"SSM parameter {channel} in {region} still names {ami_id}"
+            for channel in channels
+            if usage.parameters.get((region, channel)) == ami_id
+        ]
         blockers += [user.line() for user in usage.users.get((region, ami_id), ())]
     if blockers:
         return Action(
@@ -245,6 +255,7 @@ def observe(catalog: Catalog, cloud: Cloud, images: Sequence[str] | None = None,
             for region, ami_id in release.amis.items():
                 wanted.setdefault(region, set()).add(ami_id)
                 parameters.setdefault(region, set()).add(parameter_name(name))
+                parameters[region].update(channel_parameter_name(name, c) for c, _ in catalog.images[name].channels)
                 if release.status not in RETAINED:
                     retiring.setdefault(region, set()).add(ami_id)
 

@@ -6,7 +6,7 @@ import argparse
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pydantic
@@ -33,7 +33,8 @@ _CLOCK_SKEW = timedelta(minutes=10)
 
 
 def release_from_result(result: BuildResult, catalog: Catalog, *, now: datetime, cloud: str | None = None) -> Release:
-    """The release a verified result becomes: the next version of its image, `current` (see with_release)."""
+    """The release a verified result becomes: the next version of its image, `current` (see with_release), in the
+    image's first rollout channel since `now` when it has channels (docs/rollout.md)."""
     where = f"build {result.build_id} of image '{result.image}'"
     if cloud is not None and result.cloud != cloud:
         raise CatalogError(
@@ -62,6 +63,7 @@ def release_from_result(result: BuildResult, catalog: Catalog, *, now: datetime,
             hint="check the build machine's clock, then rebuild",
         )
     versions = [r.version for r in catalog.releases.get(result.image, ())]
+    first = next(iter(image.channels), None)
     try:
         return Release(
             version=max(versions, default=0) + 1,
@@ -74,6 +76,7 @@ def release_from_result(result: BuildResult, catalog: Catalog, *, now: datetime,
             verified="passed",
             status="current",
             dirty=result.dirty,
+            channels={first[0]: clock.iso(now)} if first is not None else None,
         )
     except pydantic.ValidationError as exc:
         error = exc.errors()[0]
@@ -114,7 +117,7 @@ def record(
     `stamp record` twice is harmless. `upload` runs for each new release once its version is known (under the
     lock, so no other record takes it) and before the file is written: when it raises, nothing is written.
     """
-    when = now or datetime.now(UTC)
+    when = now or clock.utc_now()
     images = {result.image for result in results}
     with catalog_lock(catalog_path):
         original = catalog_module.read_text(catalog_path)
@@ -208,6 +211,8 @@ def run(args: argparse.Namespace) -> int:
     known = {r.build_id for releases in catalog.releases.values() for r in releases}
     for release, result in zip(recorded, results, strict=True):
         say(f"recorded {result.image} version {release.version}: " + " ".join(release.amis.values()))
+        if release.channels and result.build_id not in known:
+            say(f"  in channel {', '.join(release.channels)} (`stamp promote {result.image} --to CHANNEL` moves it on)")
         summary = notes_summary(catalog, result.image, release, build_root) if result.build_id not in known else None
         if summary is not None:
             say(f"notes: {summary}")
@@ -340,7 +345,7 @@ def record_confirmed(
     recorded = {r.build_id for releases in catalog.releases.values() for r in releases}
     new = [r for r in results if r.build_id not in recorded]
     for result in new:
-        release_from_result(result, catalog, now=datetime.now(UTC), cloud=target.kind)
+        release_from_result(result, catalog, now=clock.utc_now(), cloud=target.kind)
     confirm_custody(target.cloud, new, accept_dirty=target.records_dirty_builds)
     upload = ArtifactUpload(catalog, target, build_root) if build_root is not None else None
     return record(catalog_path, results, cloud=target.kind, upload=upload)

@@ -16,9 +16,9 @@ from stamp.catalog import edit as catalog_edit
 from stamp.catalog import releases, store
 from stamp.catalog.load import Catalog
 from stamp.catalog.models import Release
-from stamp.catalog.releases import age, find_release, newest_first
+from stamp.catalog.releases import age, channel_head, channels_of, find_release, newest_first
 from stamp.cloud.protocol import Cloud
-from stamp.cloud.sharing import PublishReport, parameter_name, publish
+from stamp.cloud.sharing import PublishReport, channel_parameter_name, parameter_name, publish
 from stamp.commands.common import catalog_of, target_of
 from stamp.errors import CatalogError, CloudError, MissingResource, PublishFailed, UsageError
 from stamp.output import say, show
@@ -123,6 +123,9 @@ class RevokePlan:
     revocations: tuple[Revocation, ...]
     descendants: tuple[Descendant, ...]
     new_current: tuple[tuple[str, int | None], ...]
+    # (image, channel, the version it falls back to or None) for each rollout channel that pointed at a revoked
+    # release (docs/rollout.md).
+    channels: tuple[tuple[str, str, int | None], ...] = ()
 
     @property
     def left_out(self) -> tuple[Descendant, ...]:
@@ -144,6 +147,12 @@ class RevokePlan:
                 )
             else:
                 out.append(f"  {image}: v{version} becomes current; {parameter_name(image)} moves to it")
+        for image, channel, version in self.channels:
+            parameter = channel_parameter_name(image, channel)
+            if version is None:
+                out.append(f"  {image}: no good release is left in channel {channel}; {parameter} is deleted")
+            else:
+                out.append(f"  {image}: channel {channel} falls back to v{version}; {parameter} moves to it")
         out += [f"  not revoked: {d} (use --with-descendants)" for d in self.left_out]
         return out
 
@@ -156,6 +165,12 @@ class RevokePlan:
             "descendants": [_descendant(d) for d in self.descendants],
             "not_revoked": [_descendant(d) for d in self.left_out],
             "new_current": {image: version for image, version in self.new_current},
+            # Only with rollout channels, so a catalog without them reads as it always did.
+            **(
+                {"channels": [{"image": i, "channel": c, "version": v} for i, c, v in self.channels]}
+                if self.channels
+                else {}
+            ),
         }
 
 
@@ -196,9 +211,34 @@ def plan_revoke(
         if current is not None and current.version in revoked:
             successor = next_current(catalog, name, excluding=revoked, usable=usable)
             new_current.append((name, successor.version if successor else None))
+    channels = _channel_fallbacks(catalog, revocations, dict(new_current))
     return RevokePlan(
-        image, version, reason, with_descendants, tuple(revocations), tuple(descendants), tuple(new_current)
+        image, version, reason, with_descendants, tuple(revocations), tuple(descendants), tuple(new_current), channels
     )
+
+
+def _channel_fallbacks(
+    catalog: Catalog, revocations: Sequence[Revocation], new_current: dict[str, int | None]
+) -> tuple[tuple[str, str, int | None], ...]:
+    """Where each channel that moves points afterwards: one that pointed at a release about to be revoked, or at
+    one newer than the new current release (channel_head, on the releases as the revocation leaves them)."""
+    found: list[tuple[str, str, int | None]] = []
+    for name in dict.fromkeys(r.image for r in revocations):
+        revoked = {r.version for r in revocations if r.image == name}
+        after: list[Release] = []
+        for release in catalog.releases.get(name, ()):
+            status = "revoked" if release.version in revoked else release.status
+            if name in new_current and status == "current":
+                status = "previous"
+            if new_current.get(name) == release.version:
+                status = "current"
+            after.append(release.model_copy(update={"status": status}))
+        for channel in channels_of(catalog, name):
+            before = channel_head(catalog.releases.get(name, ()), channel)
+            fallback = channel_head(after, channel)
+            if before is not None and (fallback is None or fallback.version != before.version):
+                found.append((name, channel, fallback.version if fallback else None))
+    return tuple(found)
 
 
 @dataclass(frozen=True)
