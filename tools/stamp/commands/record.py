@@ -280,16 +280,20 @@ class ArtifactUpload:
     target: Target
     build_root: Path
     _ready: set[tuple[str, str]] = field(default_factory=set, init=False)
+    # Said once the catalog is written: an edit that then fails (a full disk) stored nothing worth a line.
+    messages: list[str] = field(default_factory=list, init=False)
 
     def __call__(self, result: BuildResult, version: int) -> Stored | None:
         folder = self.build_root / result.image
         artifacts = self.catalog.defaults.artifacts
         kept = kept_artifacts(folder, result.build_id)
         if isinstance(kept, str):
-            say(f"artifacts: {result.image} version {version} is recorded without sbom and packages: {kept}")
+            self.messages.append(
+                f"artifacts: {result.image} version {version} is recorded without sbom and packages: {kept}"
+            )
             return None
         if artifacts is None:
-            say(f"artifacts: kept in {folder}/ (no defaults.artifacts)")
+            self.messages.append(f"artifacts: kept in {folder}/ (no defaults.artifacts)")
             return None
         region = self.catalog.images[result.image].regions[0]
         bucket, base = artifacts.bucket, artifacts.folder(result.image, version)
@@ -311,7 +315,9 @@ class ArtifactUpload:
                 f" catalog was not changed: {exc.message}",
                 hint=exc.hint or f"check defaults.artifacts and that these credentials may write to {bucket}",
             ) from None
-        say(f"artifacts: stored s3://{bucket}/{base} ({', '.join(kept.files)}; {kept.packages} packages)")
+        self.messages.append(
+            f"artifacts: stored s3://{bucket}/{base} ({', '.join(kept.files)}; {kept.packages} packages)"
+        )
         return Stored(SbomRef(uri=f"s3://{bucket}/{base}{inv.SBOM_FILE}", sha256=digests[inv.SBOM_FILE]), kept.packages)
 
 
@@ -348,4 +354,7 @@ def record_confirmed(
         release_from_result(result, catalog, now=clock.utc_now(), cloud=target.kind)
     confirm_custody(target.cloud, new, accept_dirty=target.records_dirty_builds)
     upload = ArtifactUpload(catalog, target, build_root) if build_root is not None else None
-    return record(catalog_path, results, cloud=target.kind, upload=upload)
+    releases = record(catalog_path, results, cloud=target.kind, upload=upload)
+    for line in upload.messages if upload is not None else ():
+        say(line)
+    return releases
