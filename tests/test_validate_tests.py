@@ -50,8 +50,9 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def validate(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> tuple[int, list[str], str]:
-    """`stamp validate` through the CLI: its exit code, its problem lines (`image '…': …`) and all of stderr."""
-    code = main(["validate", "--catalog", "catalog.yaml", "--out", str(tmp_path / "render")])
+    """`stamp validate -v` through the CLI: its exit code, its problem lines (`image '…': …`) and all of stderr
+    (with -v, the commands it ran too)."""
+    code = main(["validate", "-v", "--catalog", "catalog.yaml", "--out", str(tmp_path / "render")])
     err = capsys.readouterr().err
     assert "Traceback" not in err, err
     return code, [line for line in err.splitlines() if line.startswith(("image '", "catalog.yaml:"))], err

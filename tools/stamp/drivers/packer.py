@@ -286,7 +286,16 @@ _BUILD_ERROR = re.compile(r"^(?:--> [\w.-]+: |Build '[^']*' errored(?: after [^:
 def _last_error(text: str) -> str:
     """Packer's own summary of what failed (`--> build: …`), else its last line that mentions an error."""
     lines = [_TIMESTAMP.sub("", line).strip() for line in text.splitlines()]
-    summaries = [found.group("text") for found in map(_BUILD_ERROR.match, lines) if found is not None]
+    summaries: list[str] = []
+    for index, found in enumerate(map(_BUILD_ERROR.match, lines)):
+        if found is None:
+            continue
+        summary = found.group("text")
+        if _COUNT.match(summary):
+            # `1 error(s) occurred:` says nothing by itself: the `* …` lines after it are the errors.
+            items = [line for line in lines[index + 1 : index + 6] if line.startswith("* ")]
+            summary = " ".join([summary, *items])
+        summaries.append(summary)
     if summaries:
         return summaries[-1]
     errors = [line for line in lines if "error" in line.lower() and "didn't complete successfully" not in line]

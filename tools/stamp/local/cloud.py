@@ -42,8 +42,9 @@ from stamp.local.sources import debian_source_lines, read_apt_sources
 
 STATE_DIR = Path(".stamp") / "local"
 MOTO_START_TIMEOUT = 30.0
-# How long a running (not paused) moto server that does not answer gets before it is reported hung.
-MOTO_ANSWER_GRACE = 10.0
+# How long a running (not paused) moto server that does not answer gets before it is reported hung: long enough
+# for one busy with other requests on a loaded 2-core machine (10 s proved too short in the full suite).
+MOTO_ANSWER_GRACE = 30.0
 # Images an older stamp made carry no state label; past this age `down` takes them as left behind.
 LEGACY_IMAGE_AGE = timedelta(hours=1)
 
