@@ -31,6 +31,15 @@ def _plan_options(p: argparse.ArgumentParser, *, required: bool = True) -> None:
     )
 
 
+def _format_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--format",
+        choices=["text", "json"],
+        default="text",
+        help="text for people (default, on stderr) or json on stdout",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--catalog", default="catalog.yaml", help="path to catalog.yaml (default: ./catalog.yaml)")
@@ -181,24 +190,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="images to publish (default: every image, and unshare images removed from the catalog)",
     )
     p.add_argument("--dry-run", action="store_true", help="print the diff, change nothing")
-    p.add_argument(
-        "--format",
-        choices=["text", "json"],
-        default="text",
-        help="text for people (default, on stderr) or json on stdout",
-    )
+    _format_option(p)
 
     p = add(
         "prune", "retention: deprecate old releases, retire them after the grace period", "stamp prune web --dry-run"
     )
     p.add_argument("images", nargs="*", metavar="IMAGE", help="images to prune (default: every image)")
     p.add_argument("--dry-run", action="store_true", help="print every action, change nothing")
-    p.add_argument(
-        "--format",
-        choices=["text", "json"],
-        default="text",
-        help="text for people (default, on stderr) or json on stdout",
-    )
+    _format_option(p)
 
     p = add(
         "revoke",
@@ -215,12 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TIME",
         help="schedule it (UTC, 2026-12-01T09:00:00Z): the first `stamp publish` at or after TIME revokes it",
     )
-    p.add_argument(
-        "--format",
-        choices=["text", "json"],
-        default="text",
-        help="text for people (default, on stderr) or json on stdout",
-    )
+    _format_option(p)
 
     p = add(
         "restore",
@@ -230,12 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image", metavar="IMAGE", help="the image whose revoked release is restored")
     p.add_argument("version", metavar="VERSION", type=int, help="the revoked release's version")
     p.add_argument("--reason", required=True, help="why the release is safe again; kept in catalog.yaml")
-    p.add_argument(
-        "--format",
-        choices=["text", "json"],
-        default="text",
-        help="text for people (default, on stderr) or json on stdout",
-    )
+    _format_option(p)
 
     p = add(
         "promote",
@@ -257,21 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", help="why --force is needed; kept under the release's forced: in catalog.yaml")
     p.add_argument("--due", action="store_true", help="list every promotion whose soak time has passed, parents first")
     p.add_argument("--apply", action="store_true", help="with --due: make those promotions in catalog.yaml")
-    p.add_argument(
-        "--format",
-        choices=["text", "json"],
-        default="text",
-        help="text for people (default, on stderr) or json on stdout",
-    )
+    _format_option(p)
 
     p = add("rollback", "make the previous good release current again and republish", "stamp rollback web")
     p.add_argument("image", metavar="IMAGE", help="the image to roll back")
-    p.add_argument(
-        "--format",
-        choices=["text", "json"],
-        default="text",
-        help="text for people (default, on stderr) or json on stdout",
-    )
+    _format_option(p)
 
     p = add(
         "launch",
@@ -282,12 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=1, help="how many instances (default: 1)")
     p.add_argument("--region", help="where to launch (default: the image's first region)")
     p.add_argument("--user-data", metavar="FILE", help="Jinja template: index, count, hostname, image, version…")
-    p.add_argument(
-        "--format",
-        choices=["text", "json"],
-        default="text",
-        help="text for people (default, on stderr) or json on stdout",
-    )
+    _format_option(p)
 
     p = add("demo", "the whole pipeline on the local cloud, in a scratch copy of the repository", "stamp demo --keep")
     p.add_argument("--keep", action="store_true", help="keep the scratch workspace for inspection")
