@@ -244,8 +244,7 @@ def status(repo_root: Path) -> LocalCloud | None:
     cloud = _read_state(state_root(repo_root))
     if cloud is None or not _pid_is_moto(cloud.moto_pid):
         return None
-    _check_answers(cloud)
-    return cloud
+    return cloud if _check_answers(cloud) else None
 
 
 def _process_state(pid: int) -> str | None:
@@ -256,8 +255,9 @@ def _process_state(pid: int) -> str | None:
         return None
 
 
-def _check_answers(cloud: LocalCloud) -> None:
-    """Return once the live moto server answers; give a busy one MOTO_ANSWER_GRACE, then raise a CloudError."""
+def _check_answers(cloud: LocalCloud) -> bool:
+    """True once the live moto server answers, False if it died meanwhile (a kill is not instant); a busy one gets
+    MOTO_ANSWER_GRACE, then a CloudError."""
     pid, url = cloud.moto_pid, cloud.endpoint_url
     deadline = time.monotonic() + MOTO_ANSWER_GRACE
     while True:
@@ -265,7 +265,9 @@ def _check_answers(cloud: LocalCloud) -> None:
         if paused or time.monotonic() > deadline:
             break
         if moto_answers(url, timeout=min(MOTO_ANSWER_GRACE, 3.0)):
-            return
+            return True
+        if not _pid_is_moto(pid) or not _pid_alive(pid):
+            return False
         time.sleep(0.2)
     how = (
         f"it is paused (stopped by a signal): `kill -CONT {pid}` resumes it, or restart it with"
