@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 import signal
-import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -14,6 +13,7 @@ from stamp.catalog.load import Catalog
 from stamp.catalog.results import BuildResult
 from stamp.drivers.stopping import signal_packer, stop_builds
 from stamp.errors import StampError
+from stamp.output import say
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,3 @@ def _stop_and_wait(pool: ThreadPoolExecutor, prefix: str, futures: dict[str, Fut
     for name, future in futures.items():
         if future.done() and not future.cancelled() and isinstance(future.exception(), StampError):
             say(f"[{name}] failed: {future.exception()}")
-
-
-def say(message: str) -> None:
-    print(message, file=sys.stderr)

@@ -15,7 +15,6 @@ import random
 import shutil
 import signal
 import socket
-import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from urllib.parse import urlsplit
 
 from stamp.drivers import proc
 from stamp.local.engine import Engine
+from stamp.output import say
 
 PROGRAM = "apt-cacher-ng"
 # apt-cacher-ng 3.7 keeps its port in a signed 16-bit number: 32768 and above become negative and it cannot bind.
@@ -131,10 +131,9 @@ def start(engine: Engine, root: Path, *, base_image: str) -> AptCache | None:
         (str(p) for p in (Path("/usr/sbin") / PROGRAM, Path("/usr/bin") / PROGRAM) if p.is_file()), None
     )
     if program is None:
-        print(
+        say(
             f"local cloud: {PROGRAM} is not installed, so builds reach the Debian mirror without a cache"
-            f" (install it with `sudo apt-get install -y {PROGRAM}`, or `make system-deps`)",
-            file=sys.stderr,
+            f" (install it with `sudo apt-get install -y {PROGRAM}`, or `make system-deps`)"
         )
         return None
     address = bridge_gateway(engine)
@@ -147,10 +146,9 @@ def start(engine: Engine, root: Path, *, base_image: str) -> AptCache | None:
             echo=False,
         )
     if address is None or not _can_bind(address):
-        print(
+        say(
             f"local cloud: no container network address to serve an apt cache on ({address or 'none found'}),"
-            " so builds reach the Debian mirror without one",
-            file=sys.stderr,
+            " so builds reach the Debian mirror without one"
         )
         return None
     folder = root / "apt-cache"
@@ -170,10 +168,9 @@ def start(engine: Engine, root: Path, *, base_image: str) -> AptCache | None:
             child.kill()
         child.wait()
     tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:] if log.is_file() else []
-    print(
+    say(
         f"local cloud: {PROGRAM} did not start ({'; '.join(tail) or 'no output'}), so builds reach the Debian mirror"
-        f" without a cache; see {log}",
-        file=sys.stderr,
+        f" without a cache; see {log}"
     )
     return None
 

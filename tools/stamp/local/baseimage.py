@@ -6,7 +6,6 @@ import contextlib
 import fcntl
 import hashlib
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from stamp.drivers import proc
 from stamp.errors import BuildError, ProcessError
 from stamp.local.engine import Engine, engine_call, write_containers_conf
 from stamp.local.sources import debian_source_lines, read_apt_sources
+from stamp.output import say
 
 # The tag ends with a hash of the recipe (BASE_IMAGE, below): a changed recipe builds a new base image once.
 BASE_REPO = "localhost/stamp/debian-base"
@@ -305,10 +305,7 @@ def build_base_image(engine: Engine, root: Path, *, apt_dir: Path = Path("/etc/a
     hook.chmod(0o755)
     tar = build_dir / "debian-base.tar"
     log = root / "base-image.log"
-    print(
-        f"local cloud: building base image {BASE_IMAGE} from the Debian mirror (~45 s, once)",
-        file=sys.stderr,
-    )
+    say(f"local cloud: building base image {BASE_IMAGE} from the Debian mirror (~45 s, once)")
     started = time.monotonic()
     try:
         try:
@@ -339,4 +336,4 @@ def build_base_image(engine: Engine, root: Path, *, apt_dir: Path = Path("/etc/a
         )
     finally:
         tar.unlink(missing_ok=True)
-    print(f"local cloud: base image ready in {time.monotonic() - started:.0f} s", file=sys.stderr)
+    say(f"local cloud: base image ready in {time.monotonic() - started:.0f} s")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from stamp.local.containers import (
     seed_image_for,
 )
 from stamp.local.engine import Engine
+from stamp.output import say
 from stamp.tags import BUILD_ID_TAG
 
 SSH_TIMEOUT = 60.0
@@ -328,7 +328,7 @@ def commit(cloud: LocalCloud, container_id: str, ami_ids: Sequence[str]) -> str:
     _remove_build_apt_config(engine, container_id)
     engine.run(["commit", container_id, ref], what=f"committing container {container_id[:12]} to {ref}")
     tie_image(cloud, ref, ami_ids[1:])
-    print(f"local cloud: committed {container_id[:12]} as {ref} in {time.monotonic() - started:.1f} s", file=sys.stderr)
+    say(f"local cloud: committed {container_id[:12]} as {ref} in {time.monotonic() - started:.1f} s")
     return ref
 
 
