@@ -65,6 +65,14 @@ class PolicyError(StampError):
     exit_code = 6
 
 
+class PromotionRefused(PolicyError):
+    """A promotion refused (exit 6); `why` is the reason alone, for `stamp promote --due`'s list."""
+
+    def __init__(self, message: str, *, why: str, hint: str) -> None:
+        super().__init__(message, hint=hint)
+        self.why = why
+
+
 class CatalogProblems(CatalogError):
     """Several catalog problems found at once; each is one line `file:line:col: path: message`."""
 

@@ -552,12 +552,9 @@ def run(args: argparse.Namespace) -> int:
     if args.build_id and len(names) != 1:
         raise UsageError("--build-id names one build: give exactly one image with it")
     target = target_of(args, catalog)
-    if target.kind == "local":
-        # A restarted local cloud has lost every AMI built in it: say so before a child build fails on its parent.
-        from stamp.local.stale import parent_warnings
-
-        for line in parent_warnings(target.cloud, catalog, names):
-            say(line)
+    # A restarted local cloud has lost every AMI built in it: say so before a child build fails on its parent.
+    for line in target.lost_parent_warnings(catalog, names):
+        say(line)
     build_root = Path(args.out)
     finished: list[str] = []
 

@@ -25,19 +25,11 @@ from stamp.catalog.releases import (
 )
 from stamp.cloud.sharing import channel_parameter_name
 from stamp.commands.common import catalog_of
-from stamp.errors import CatalogError, PolicyError, UsageError
+from stamp.errors import CatalogError, PromotionRefused, UsageError
 from stamp.output import show
 
 # Statuses a release may be promoted from: deprecated and revoked releases are on their way out.
 PROMOTABLE = frozenset({"current", "previous"})
-
-
-class Refused(PolicyError):
-    """A promotion refused (exit 6); `why` is the reason alone, for `--due`'s list."""
-
-    def __init__(self, message: str, *, why: str, hint: str) -> None:
-        super().__init__(message, hint=hint)
-        self.why = why
 
 
 @dataclass(frozen=True)
@@ -99,9 +91,9 @@ def plan_promotion(
     after = settings.after
     release = _chosen(catalog, image, channel, after, version)
 
-    def refuse(why: str, hint: str) -> Refused:
+    def refuse(why: str, hint: str) -> PromotionRefused:
         message = f"refusing to promote {image} v{release.version} to {channel}: {why}; catalog.yaml was not changed"
-        return Refused(message, why=why, hint=hint)
+        return PromotionRefused(message, why=why, hint=hint)
 
     if release.status not in PROMOTABLE:
         why = f"it is {release.status}" + (f" ({release.reason})" if release.reason else "")
@@ -320,7 +312,7 @@ def due_promotions(
                 continue
             try:
                 promotion = plan_promotion(catalog, name, channel, soaked.version, now=now)
-            except Refused as exc:
+            except PromotionRefused as exc:
                 pending.append(Pending(name, soaked.version, channel, exc.why))
                 continue
             due.append(promotion)

@@ -7,7 +7,7 @@ nothing where a kind needs nothing; each backend overrides only what differs.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
@@ -17,7 +17,7 @@ from stamp.drivers import proc
 from stamp.drivers.ssh import ssh_args
 
 if TYPE_CHECKING:
-    from stamp.catalog.load import Image
+    from stamp.catalog.load import Catalog, Image
 
 CloudKind = Literal["aws", "local"]
 # A step of a build's clean-up: what it removes (for the message when it fails), and how.
@@ -109,6 +109,10 @@ class Target(ABC):
         """Before `stamp record` stores artifacts in `bucket` (defaults.artifacts): nothing where the bucket is the
         adopter's (EC2: a missing one fails the upload, exit 5); the local cloud makes it in its moto server."""
         return
+
+    def lost_parent_warnings(self, catalog: Catalog, images: Sequence[str]) -> list[str]:
+        """Warnings for parent releases whose AMIs this cloud no longer has; only a restarted local cloud loses them."""
+        return []
 
     def attach(self, instance: Instance, *, image: Image, hostname: str, user_data: str) -> str:
         """Make a launched instance reachable (`stamp launch`); returns how to log in, or "" where EC2 does it."""

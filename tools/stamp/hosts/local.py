@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -16,10 +16,11 @@ from stamp.drivers.ssh import ssh_config_text
 from stamp.errors import BuildError, StampError
 from stamp.hosts.base import BuildMachine, CleanupStep, CloudKind, Host, Launcher, Target, run_over_ssh
 from stamp.local.baseimage import image_exists
+from stamp.local.stale import parent_warnings
 from stamp.tags import BUILD_ID_TAG
 
 if TYPE_CHECKING:
-    from stamp.catalog.load import Image
+    from stamp.catalog.load import Catalog, Image
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,9 @@ class LocalTarget(Target):
     def ensure_bucket(self, bucket: str, region: str) -> None:
         """The artifacts bucket in moto: a local cloud starts without it, and a restarted one has forgotten it."""
         self.cloud.create_bucket(region, bucket)
+
+    def lost_parent_warnings(self, catalog: Catalog, images: Sequence[str]) -> list[str]:
+        return parent_warnings(self.cloud, catalog, images)
 
     def attach(self, instance: Instance, *, image: Image, hostname: str, user_data: str) -> str:
         """A container for the instance moto registered, running its user-data: a script from the first-boot shim,
