@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from builders import build_result
+from builders import build_result, changed_lines, load_text
 from conftest import MakeAmi
 from fakes import FakeCloud
 from stamp.catalog import inventory as inv
@@ -30,7 +30,7 @@ from stamp.hosts.ec2 import Ec2Target
 from stamp.hosts.local import LocalTarget
 from test_custody import _built
 from test_inventory import SCRIPT_OUTPUT, RecordedLauncher
-from test_lifecycle import _changed_lines, _published
+from test_lifecycle import _published
 
 BUCKET = "stamp-artifacts-123456789012"
 PREFIX = "catalog/releases"
@@ -115,9 +115,9 @@ def test_record_stores_both_files_and_adds_only_the_sbom_and_packages_lines(
     ]
     at = without.index("      source: {image: base, version: 1}\n") + 1  # the new entry's, the first one
     assert path.read_bytes() == "".join(without[:at] + added + without[at:]).encode()
-    removed, new_lines = _changed_lines(before, path.read_text())
+    removed, new_lines = changed_lines(before, path.read_text())
     assert removed == ["      status: current\n"]
-    assert len(new_lines) == len(_changed_lines(before, "".join(without))[1]) + len(added)
+    assert len(new_lines) == len(changed_lines(before, "".join(without))[1]) + len(added)
     assert len(added) <= 3  # the budget per release (issue 10)
 
     # Recording again stores nothing and changes nothing.
@@ -324,7 +324,7 @@ def test_only_the_local_cloud_makes_the_bucket(tmp_path: Path) -> None:
 def test_later_edits_keep_the_sbom_line_of_an_entry(tmp_path: Path) -> None:
     """A newer release, a revocation and a prune edit the entries around the one-line `sbom:` without harm."""
     from stamp.catalog.edit import set_status, without_releases
-    from test_lifecycle import HEAD, _load, _release
+    from test_lifecycle import HEAD, _release
 
     sha = "0" * 63 + "1"
     first = _release(1, {"us-east-1": "ami-00000000000000001", "eu-west-1": "ami-00000000000000002"}, "current")
@@ -334,7 +334,7 @@ def test_later_edits_keep_the_sbom_line_of_an_entry(tmp_path: Path) -> None:
     text = with_release(HEAD, "web", first)
     text = with_release(text, "web", _release(2, first.amis, "current"))
     text = set_status(text, "web", 1, "revoked", reason="CVE-2026-1")
-    kept = _load(text).releases["web"]
+    kept = load_text(text).releases["web"]
     assert [(r.version, r.status, r.packages) for r in kept] == [(2, "current", None), (1, "revoked", 176)]
     assert kept[1].sbom is not None and kept[1].sbom.sha256 == sha
     assert "sbom:" not in without_releases(text, "web", [1])

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from builders import commit_all
 from conftest import local_target
 from stamp import local
 from stamp.catalog.load import load_catalog
@@ -89,12 +90,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
     for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "init"]):
-        subprocess.run(
-            ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t.invalid", *args],
-            check=True,
-            capture_output=True,
-        )
+    commit_all(root)
     target = local_target(load_catalog(root / "catalog.yaml"))
     try:
         yield Workspace(root, target)

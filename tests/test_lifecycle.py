@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import io
 import sys
 from datetime import datetime, timedelta
@@ -11,10 +10,11 @@ from typing import Any
 
 import pytest
 
+from builders import changed_lines, load_text, with_releases
 from conftest import NOW, MakeAmi
 from fakes import FakeCloud
 from stamp.catalog.edit import with_release, without_releases
-from stamp.catalog.load import Catalog, build_catalog, load_catalog, parse
+from stamp.catalog.load import Catalog, load_catalog
 from stamp.catalog.models import Release, ReleaseSource
 from stamp.cli import main
 from stamp.clock import iso
@@ -75,17 +75,7 @@ def _release(
 
 
 def _text(releases: dict[str, list[Release]]) -> str:
-    """The catalog with these releases, written by stamp's own editor (oldest first, as records happen)."""
-    text = HEAD
-    for image, items in releases.items():
-        for release in sorted(items, key=lambda r: r.version):
-            text = with_release(text, image, release)
-    return text
-
-
-def _load(text: str) -> Catalog:
-    path = Path("catalog.yaml")
-    return build_catalog(parse(text, path), text, path, check_files=False)
+    return with_releases(HEAD, releases)
 
 
 def _write(tmp_path: Path, releases: dict[str, list[Release]]) -> Path:
@@ -96,17 +86,6 @@ def _write(tmp_path: Path, releases: dict[str, list[Release]]) -> Path:
 
 def _statuses(path: Path, image: str) -> list[tuple[int, str]]:
     return [(r.version, r.status) for r in load_catalog(path, check_files=False).releases.get(image, ())]
-
-
-def _changed_lines(before: str, after: str) -> tuple[list[str], list[str]]:
-    removed: list[str] = []
-    added: list[str] = []
-    a, b = before.splitlines(keepends=True), after.splitlines(keepends=True)
-    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
-        if op != "equal":
-            removed += a[i1:i2]
-            added += b[j1:j2]
-    return removed, added
 
 
 FAKE = {region: f"ami-{n:017x}" for n, region in enumerate(REGIONS, start=1)}
@@ -163,32 +142,32 @@ releases:     # written by stamp record
 
 def test_without_releases_removes_exactly_the_items_lines() -> None:
     out = without_releases(EDITED, "base", [1])
-    removed, added = _changed_lines(EDITED, out)
+    removed, added = changed_lines(EDITED, out)
     start = EDITED.index("    - version: 1\n")
     end = EDITED.index("  web:   # web releases")
     assert removed == EDITED[start:end].splitlines(keepends=True)
     assert added == []
     # The comment above the item and the blank line before it are not part of it.
     assert "    # v1 kept for the audit\n  web:" in out
-    assert [r.version for r in _load(out).releases["base"]] == [2]
+    assert [r.version for r in load_text(out).releases["base"]] == [2]
 
 
 def test_removing_the_first_item_keeps_the_separating_blank_line() -> None:
     out = without_releases(EDITED, "base", [2])
     assert out == EDITED.replace(EDITED[EDITED.index("    - version: 2") : EDITED.index("\n    # v1")], "", 1)
-    assert [r.version for r in _load(out).releases["base"]] == [1]
+    assert [r.version for r in load_text(out).releases["base"]] == [1]
 
 
 def test_removing_every_item_leaves_an_empty_list_and_the_comment() -> None:
     out = without_releases(EDITED, "web", [1])
-    removed, added = _changed_lines(EDITED, out)
+    removed, added = changed_lines(EDITED, out)
     assert added == ["  web: []   # web releases\n"]
     assert removed[0] == "  web:   # web releases\n"
     assert out.endswith("# trailing comment at column 0\n")
-    assert _load(out).releases["web"] == ()
+    assert load_text(out).releases["web"] == ()
     # ...and stamp record can write into it again.
     again = with_release(out, "web", _release(2, {"us-east-1": "ami-0123456789abcdef3"}, "current"))
-    assert [r.version for r in _load(again).releases["web"]] == [2]
+    assert [r.version for r in load_text(again).releases["web"]] == [2]
 
 
 def test_removal_keeps_crlf() -> None:
@@ -229,7 +208,7 @@ def _plan_catalog() -> Catalog:
         _release(2, _fake_amis(2), "revoked"),  # deprecated 3 days ago: waits
         _release(1, _fake_amis(1), "deprecated"),  # no tag: the clock starts now
     ]
-    return _load(_text({"web": web}))
+    return load_text(_text({"web": web}))
 
 
 def _usage(catalog: Catalog, marks: dict[int, datetime | None], **extra: Any) -> Usage:
@@ -341,7 +320,7 @@ def test_prune_deprecates_then_retires_after_the_grace_period(
     report = prune(path, aws, now=NOW)
     # keep: 2 → v4 (current) and v3 stay; v2 and v1 are deprecated, in the catalog by their status lines only.
     assert _statuses(path, "web") == [(4, "current"), (3, "previous"), (2, "deprecated"), (1, "deprecated")]
-    removed, added = _changed_lines(before, path.read_text())
+    removed, added = changed_lines(before, path.read_text())
     assert removed == ["      status: previous\n"] * 2
     assert added == ["      status: deprecated\n"] * 2
     for version in (1, 2):
@@ -374,7 +353,7 @@ def test_prune_deprecates_then_retires_after_the_grace_period(
         for region, ami in four[version].items():
             assert aws.describe_image(region, ami) is not None
     assert _statuses(path, "web") == [(4, "current"), (3, "previous")]
-    removed, added = _changed_lines(deprecated_text, path.read_text())
+    removed, added = changed_lines(deprecated_text, path.read_text())
     assert added == []
     first = deprecated_text.index("    - version: 2\n")
     assert "".join(removed) == deprecated_text[first:]
@@ -555,7 +534,7 @@ def _family() -> dict[str, list[Release]]:
 
 
 def test_descendants_are_found_by_name_and_by_ami_recursively() -> None:
-    catalog = _load(_text(_family()))
+    catalog = load_text(_text(_family()))
     # Parents first, then by image name; an image's releases newest first.
     found = find_descendants(catalog, "base", 2)
     assert [(d.image, d.version, d.built_from) for d in found] == [
@@ -570,7 +549,7 @@ def test_descendants_are_found_by_name_and_by_ami_recursively() -> None:
 
 
 def test_plan_revoke_moves_current_to_the_newest_previous_built_before_it() -> None:
-    catalog = _load(_text(_family()))
+    catalog = load_text(_text(_family()))
     plan = plan_revoke(catalog, "base", 2, "CVE-2026-1234 in sshd", with_descendants=True)
     assert [(r.image, r.version, r.status) for r in plan.revocations] == [
         ("base", 2, "current"),
@@ -597,19 +576,19 @@ def test_a_rolled_back_release_never_becomes_current_again() -> None:
         _release(2, _fake_amis(2), "current"),
         _release(3, _fake_amis(3), "previous"),  # the bad build rolled back from
     ]
-    catalog = _load(_text({"web": web}))
+    catalog = load_text(_text({"web": web}))
     assert next_current(catalog, "web") is not None
     assert next_current(catalog, "web").version == 1  # type: ignore[union-attr]
     # An older build recorded late has a higher version but is older: it counts by when it was built.
     late = [*web[:2], _release(3, _fake_amis(3), "previous", built_at="2026-11-01T11:00:00Z")]
-    catalog = _load(_text({"web": late}))
+    catalog = load_text(_text({"web": late}))
     assert plan_rollback(catalog, "web")[1].version == 1
     web_late = [*web[:2], _release(3, _fake_amis(3), "previous", built_at="2026-11-01T13:00:00Z")]
-    assert plan_rollback(_load(_text({"web": web_late})), "web")[1].version == 3
+    assert plan_rollback(load_text(_text({"web": web_late})), "web")[1].version == 3
 
 
 def test_revoke_needs_a_reason() -> None:
-    catalog = _load(_text(_family()))
+    catalog = load_text(_text(_family()))
     with pytest.raises(Exception, match="--reason must say why") as caught:
         plan_revoke(catalog, "base", 2, " ", with_descendants=False)
     assert getattr(caught.value, "exit_code", None) == 2
@@ -654,7 +633,7 @@ def test_revoking_the_current_release_unshares_it_and_moves_the_parameter(
     assert "commit catalog.yaml" in err
     assert _statuses(path, "web") == [(3, "revoked"), (2, "current"), (1, "previous")]
     assert load_catalog(path, check_files=False).releases["web"][0].reason == 'CVE-2026-1 "sshd"'
-    removed, added = _changed_lines(before, path.read_text())
+    removed, added = changed_lines(before, path.read_text())
     assert sorted(removed) == ["      status: current\n", "      status: previous\n"]
     assert sorted(added) == [
         '      reason: "CVE-2026-1 \\"sshd\\""\n',

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import multiprocessing
 import os
 import re
@@ -14,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from builders import build_result
+from builders import build_result, changed_lines, load_text
 from conftest import REPO
 from stamp.catalog.edit import set_status, with_release
-from stamp.catalog.load import Catalog, build_catalog, load_catalog, parse
+from stamp.catalog.load import load_catalog
 from stamp.catalog.models import Release, ReleaseSource
 from stamp.catalog.results import BuildResult
 from stamp.catalog.store import lock_path
@@ -93,22 +92,6 @@ def _release(version: int, *, built_at: str = "2026-11-26T15:00:00Z", **changes:
     return Release(**(fields | changes))
 
 
-def _load(text: str, path: Path = Path("catalog.yaml")) -> Catalog:
-    return build_catalog(parse(text, path), text, path, check_files=False)
-
-
-def _changed_lines(before: str, after: str) -> tuple[list[str], list[str]]:
-    """(lines only in before, lines only in after), from a line diff."""
-    removed: list[str] = []
-    added: list[str] = []
-    a, b = before.splitlines(keepends=True), after.splitlines(keepends=True)
-    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
-        if op != "equal":
-            removed += a[i1:i2]
-            added += b[j1:j2]
-    return removed, added
-
-
 # -- with_release, byte for byte -------------------------------------------------------------------------
 
 
@@ -117,7 +100,7 @@ def test_the_repository_catalog_changes_only_its_releases_line() -> None:
     out = with_release(text, "web", _release(1))
     prefix = text[: text.index("\nreleases:") + 1]
     assert out.startswith(prefix)
-    removed, added = _changed_lines(text, out)
+    removed, added = changed_lines(text, out)
     assert removed == [line for line in text.splitlines(keepends=True) if line.startswith("releases:")]
     assert added[0].rstrip() == "releases:"
     assert "".join(added[1:]) == (
@@ -152,13 +135,13 @@ def _clean_repo_copy() -> Any:
 
 def test_a_new_current_release_goes_first_and_flips_only_the_old_status_line() -> None:
     out = with_release(RICH, "base", _release(3, build_id="base-3-eeeeee"))
-    removed, added = _changed_lines(RICH, out)
+    removed, added = changed_lines(RICH, out)
     assert removed == ["      status: current      # promoted after the CVE fix\n"]
     assert added[-1] == "      status: previous      # promoted after the CVE fix\n"
     block = "".join(added[:-1])
     assert block.startswith("    - version: 3\n")
     assert out.index("    - version: 3\n") < out.index("    - version: 2\n")
-    catalog = _load(out)
+    catalog = load_text(out)
     assert [(r.version, r.status) for r in catalog.releases["base"]] == [
         (3, "current"),
         (2, "previous"),
@@ -169,20 +152,20 @@ def test_a_new_current_release_goes_first_and_flips_only_the_old_status_line() -
 
 def test_compact_lists_and_quoted_status_are_edited_in_their_own_style() -> None:
     out = with_release(RICH, "web", _release(2))
-    removed, added = _changed_lines(RICH, out)
+    removed, added = changed_lines(RICH, out)
     assert removed == ['    status: "current"\n']
     assert added[-1] == "    status: previous\n"
     assert "  - version: 2\n    amis:\n" in out
-    assert [(r.version, r.status) for r in _load(out).releases["web"]] == [(2, "current"), (1, "previous")]
+    assert [(r.version, r.status) for r in load_text(out).releases["web"]] == [(2, "current"), (1, "previous")]
 
 
 def test_a_new_image_is_appended_to_the_section_before_trailing_comments() -> None:
     out = with_release(RICH, "app", _release(1, build_id="app-1-ffffff"))
-    removed, added = _changed_lines(RICH, out)
+    removed, added = changed_lines(RICH, out)
     assert removed == []
     assert added[0] == "  app:\n"
     assert out.endswith("# trailing comment at column 0\n")
-    assert _load(out).releases["app"][0].build_id == "app-1-ffffff"
+    assert load_text(out).releases["app"][0].build_id == "app-1-ffffff"
 
 
 def test_releases_before_images_leaves_the_images_section_alone() -> None:
@@ -191,38 +174,38 @@ def test_releases_before_images_leaves_the_images_section_alone() -> None:
     out = with_release(text, "web", _release(1))
     assert out.startswith("version: 1\nreleases:   # stamp writes this\n  web:\n    - version: 1\n")
     assert out.endswith("      status: current\n" + images)
-    assert _load(out).releases["web"][0].version == 1
+    assert load_text(out).releases["web"][0].version == 1
 
 
 def test_a_catalog_without_releases_gets_the_section_at_the_end() -> None:
     text = "version: 1\nimages:\n  web:\n    source: {filter: {name: x, owners: [self]}}"  # no final newline
     out = with_release(text, "web", _release(1))
     assert out.startswith(text + "\nreleases:\n  web:\n")
-    assert _load(out).releases["web"][0].version == 1
+    assert load_text(out).releases["web"][0].version == 1
 
 
 def test_crlf_files_keep_crlf() -> None:
     text = RICH.replace("\n", "\r\n")
     out = with_release(text, "base", _release(3, build_id="base-3-eeeeee"))
     assert "\n" not in out.replace("\r\n", "")
-    assert [r.version for r in _load(out).releases["base"]] == [3, 2, 1]
+    assert [r.version for r in load_text(out).releases["base"]] == [3, 2, 1]
 
 
 def test_an_empty_flow_list_becomes_a_block_list() -> None:
     text = RICH.replace("  web:\n  - version: 1", "  app: []   # none yet\n  web:\n  - version: 1")
     out = with_release(text, "app", _release(1, build_id="app-1-ffffff"))
-    removed, _ = _changed_lines(text, out)
+    removed, _ = changed_lines(text, out)
     assert removed == ["  app: []   # none yet\n"]
     assert "  app:   # none yet\n    - version: 1\n" in out
-    assert _load(out).releases["app"][0].version == 1
+    assert load_text(out).releases["app"][0].version == 1
 
 
 def test_an_older_build_finishing_late_goes_in_as_previous() -> None:
     late = _release(3, built_at="2026-11-19T09:00:00Z", build_id="base-3-eeeeee")
     out = with_release(RICH, "base", late)
-    removed, _ = _changed_lines(RICH, out)
+    removed, _ = changed_lines(RICH, out)
     assert removed == []
-    assert [(r.version, r.status) for r in _load(out).releases["base"]] == [
+    assert [(r.version, r.status) for r in load_text(out).releases["base"]] == [
         (3, "previous"),
         (2, "current"),
         (1, "previous"),
@@ -232,7 +215,7 @@ def test_an_older_build_finishing_late_goes_in_as_previous() -> None:
 def test_a_lower_version_goes_in_version_order() -> None:
     text = with_release(RICH, "base", _release(5, build_id="base-5-eeeeee"))
     out = with_release(text, "base", _release(4, status="previous", build_id="base-4-eeeeee"))
-    assert [r.version for r in _load(out).releases["base"]] == [5, 4, 2, 1]
+    assert [r.version for r in load_text(out).releases["base"]] == [5, 4, 2, 1]
 
 
 def test_risky_strings_are_quoted() -> None:
@@ -242,7 +225,7 @@ def test_risky_strings_are_quoted() -> None:
     assert 'commit: "123456"' in out
     assert 'build_id: "1e5"' in out
     assert 'source: {image: "true", version: 1}' in out
-    loaded = _load(out).releases["null"][0]
+    loaded = load_text(out).releases["null"][0]
     assert (loaded.commit, loaded.build_id, loaded.source.image) == ("123456", "1e5", "true")
 
 
@@ -261,22 +244,22 @@ def test_flow_style_releases_are_refused_not_mangled() -> None:
 
 def test_set_status_revokes_with_a_reason_and_touches_only_that_release() -> None:
     out = set_status(RICH, "base", 2, "revoked", reason='CVE-2026-1 "sshd" # urgent')
-    removed, added = _changed_lines(RICH, out)
+    removed, added = changed_lines(RICH, out)
     assert removed == ["      status: current      # promoted after the CVE fix\n"]
     assert added == [
         "      status: revoked      # promoted after the CVE fix\n",
         '      reason: "CVE-2026-1 \\"sshd\\" # urgent"\n',
     ]
-    release = _load(out).releases["base"][0]
+    release = load_text(out).releases["base"][0]
     assert (release.status, release.reason) == ("revoked", 'CVE-2026-1 "sshd" # urgent')
     again = set_status(out, "base", 2, "revoked", reason="superseded")
-    assert _load(again).releases["base"][0].reason == "superseded"
+    assert load_text(again).releases["base"][0].reason == "superseded"
 
 
 def test_set_status_current_rolls_back() -> None:
     out = set_status(RICH, "base", 1, "current")
-    assert [(r.version, r.status) for r in _load(out).releases["base"]] == [(2, "previous"), (1, "current")]
-    removed, _ = _changed_lines(RICH, out)
+    assert [(r.version, r.status) for r in load_text(out).releases["base"]] == [(2, "previous"), (1, "current")]
+    removed, _ = changed_lines(RICH, out)
     assert len(removed) == 2
 
 
@@ -348,7 +331,7 @@ def test_with_release_always_loads_and_keeps_the_prefix(
 ) -> None:
     releases_at = re.search(r"^releases:", start, re.MULTILINE)
     prefix = start[: releases_at.start()] if releases_at else start
-    initial = _load(start)
+    initial = load_text(start)
     model: dict[str, list[Release]] = {name: list(items) for name, items in initial.releases.items()}
     text = start
     for image, version, fields in steps:
@@ -368,7 +351,7 @@ def test_with_release_always_loads_and_keeps_the_prefix(
         items.insert(at, release.model_copy(update={"status": status}))
 
         assert text.startswith(prefix)
-        loaded = _load(text)
+        loaded = load_text(text)
         assert {name: list(items) for name, items in loaded.releases.items()} == model
     if releases_at is not None and "\nimages:" in start[releases_at.start() :]:
         assert text.endswith(start[start.index("\nimages:", releases_at.start()) :])
@@ -384,7 +367,7 @@ def _result(**changes: Any) -> BuildResult:
 
 
 def test_release_from_result_takes_the_next_version_and_the_start_time() -> None:
-    release = release_from_result(_result(), _load(RICH), now=NOW)
+    release = release_from_result(_result(), load_text(RICH), now=NOW)
     assert release == _release(
         2,
         build_id="web-9-abcdef",
@@ -408,7 +391,7 @@ def test_release_from_result_takes_the_next_version_and_the_start_time() -> None
 )
 def test_release_from_result_refuses(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(CatalogError, match=message):
-        release_from_result(_result(**changes), _load(RICH), now=NOW, cloud="aws")
+        release_from_result(_result(**changes), load_text(RICH), now=NOW, cloud="aws")
 
 
 # -- record: lock, check, atomic write ----------------------------------------------------------------------

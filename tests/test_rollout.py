@@ -3,18 +3,17 @@ and its refusals, `--due`, the channel parameters publish keeps, lookup --channe
 
 from __future__ import annotations
 
-import difflib
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from builders import build_result
+from builders import build_result, changed_lines, load_text, with_releases
 from conftest import NOW, MakeAmi
 from stamp import clock
 from stamp.catalog.edit import set_channel, set_forced, with_release
-from stamp.catalog.load import Catalog, build_catalog, load_catalog, parse
+from stamp.catalog.load import load_catalog
 from stamp.catalog.models import Release, ReleaseSource
 from stamp.catalog.releases import channel_head, channel_release
 from stamp.catalog.results import write_result
@@ -80,27 +79,7 @@ def _fake(version: int) -> dict[str, str]:
 
 
 def _text(releases: dict[str, list[Release]], head: str = HEAD) -> str:
-    text = head
-    for image, items in releases.items():
-        for release in sorted(items, key=lambda r: r.version):
-            text = with_release(text, image, release)
-    return text
-
-
-def _load(text: str) -> Catalog:
-    path = Path("catalog.yaml")
-    return build_catalog(parse(text, path), text, path, check_files=False)
-
-
-def _changed_lines(before: str, after: str) -> tuple[list[str], list[str]]:
-    removed: list[str] = []
-    added: list[str] = []
-    a, b = before.splitlines(keepends=True), after.splitlines(keepends=True)
-    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
-        if op != "equal":
-            removed += a[i1:i2]
-            added += b[j1:j2]
-    return removed, added
+    return with_releases(head, releases)
 
 
 # A base release in both channels, and web releases: v2 soaked in candidate, v3 fresh and current.
@@ -135,7 +114,7 @@ def test_channel_settings_are_checked(channels: str, message: str) -> None:
         "  channels:\n    candidate: {}\n    stable: {after: candidate, soak_days: 7}\n", f"  channels: {channels}\n"
     )
     with pytest.raises(CatalogProblems) as caught:
-        _load(text)
+        load_text(text)
     assert message in str(caught.value)
     assert "defaults.channels" in str(caught.value)
 
@@ -143,12 +122,12 @@ def test_channel_settings_are_checked(channels: str, message: str) -> None:
 def test_a_release_may_name_only_its_images_channels() -> None:
     text = _text({"web": [_release(1, _fake(1), "current", {"beta": SOAKED})]})
     with pytest.raises(CatalogProblems, match=r"releases\.web\[0\]\.channels\.beta: no channel 'beta': 'web' has"):
-        _load(text)
+        load_text(text)
 
 
 def test_an_image_overrides_the_default_channels_as_a_whole() -> None:
     text = HEAD.replace("    share: {accounts", "    channels: {edge: {}}\n    share: {accounts")
-    catalog = _load(text)
+    catalog = load_text(text)
     assert [name for name, _ in catalog.images["web"].channels] == ["edge"]
     assert [name for name, _ in catalog.images["base"].channels] == ["candidate", "stable"]
 
@@ -158,37 +137,37 @@ def test_an_image_overrides_the_default_channels_as_a_whole() -> None:
 
 def test_a_recorded_release_enters_the_first_channel_on_one_line() -> None:
     result = build_result(started_at="2026-11-27T11:00:00Z")
-    release = release_from_result(result, _load(HEAD), now=NOW)
+    release = release_from_result(result, load_text(HEAD), now=NOW)
     assert release.channels == {"candidate": "2026-11-27T12:00:00Z"}
     out = with_release(HEAD, "web", release)
     assert '      status: current\n      channels: {candidate: "2026-11-27T12:00:00Z"}\n' in out
-    assert _load(out).releases["web"][0] == release
+    assert load_text(out).releases["web"][0] == release
     # Without channels, nothing of them is written.
     plain = HEAD.replace("  channels:\n    candidate: {}\n    stable: {after: candidate, soak_days: 7}\n", "")
-    assert release_from_result(result, _load(plain), now=NOW).channels is None
-    assert "channels" not in with_release(plain, "web", release_from_result(result, _load(plain), now=NOW))
+    assert release_from_result(result, load_text(plain), now=NOW).channels is None
+    assert "channels" not in with_release(plain, "web", release_from_result(result, load_text(plain), now=NOW))
 
 
 def test_set_channel_changes_only_the_channels_line_of_that_release() -> None:
     text = _text(_standard())
     out = set_channel(text, "web", 2, "stable", "2026-11-27T12:00:00Z")
-    removed, added = _changed_lines(text, out)
+    removed, added = changed_lines(text, out)
     assert removed == ['      channels: {candidate: "2026-11-19T12:00:00Z"}\n']
     assert added == ['      channels: {candidate: "2026-11-19T12:00:00Z", stable: "2026-11-27T12:00:00Z"}\n']
-    assert _load(out).releases["web"][1].channels == {"candidate": SOAKED, "stable": "2026-11-27T12:00:00Z"}
+    assert load_text(out).releases["web"][1].channels == {"candidate": SOAKED, "stable": "2026-11-27T12:00:00Z"}
 
 
 def test_set_channel_adds_the_line_at_the_end_of_a_release_without_one() -> None:
     text = _text({"web": [_release(2, _fake(2), "current"), _release(1, _fake(1), "previous")]})
     out = set_channel(text, "web", 2, "candidate", SOAKED)
-    removed, added = _changed_lines(text, out)
+    removed, added = changed_lines(text, out)
     assert removed == []
     assert added == ['      channels: {candidate: "2026-11-19T12:00:00Z"}\n']
     assert out.index(added[0]) < out.index("    - version: 1\n")
     # A file without a final line break keeps its last line whole.
     last = set_channel(text.rstrip("\n"), "web", 1, "candidate", SOAKED)
     assert last.endswith('      status: previous\n      channels: {candidate: "2026-11-19T12:00:00Z"}\n')
-    assert _load(last).releases["web"][1].channels == {"candidate": SOAKED}
+    assert load_text(last).releases["web"][1].channels == {"candidate": SOAKED}
 
 
 def test_set_channel_reads_a_block_style_value_and_keeps_crlf() -> None:
@@ -205,10 +184,10 @@ def test_set_channel_reads_a_block_style_value_and_keeps_crlf() -> None:
 def test_set_forced_records_the_reason_quoted() -> None:
     text = _text(_standard())
     out = set_forced(text, "web", 3, "stable", 'CVE-2026-1 "sshd": skip the soak')
-    removed, added = _changed_lines(text, out)
+    removed, added = changed_lines(text, out)
     assert removed == []
     assert added == ['      forced: {stable: "CVE-2026-1 \\"sshd\\": skip the soak"}\n']
-    assert _load(out).releases["web"][0].forced == {"stable": 'CVE-2026-1 "sshd": skip the soak'}
+    assert load_text(out).releases["web"][0].forced == {"stable": 'CVE-2026-1 "sshd": skip the soak'}
 
 
 # -- where a channel points --------------------------------------------------------------------------------
@@ -232,7 +211,7 @@ def test_a_channel_points_at_its_newest_good_release_never_a_revoked_or_rolled_a
 
 
 def test_promotion_defaults_to_what_the_after_channel_points_at() -> None:
-    catalog = _load(_text(_standard()))
+    catalog = load_text(_text(_standard()))
     with pytest.raises(PolicyError, match="refusing to promote web v3 to stable: it has been in candidate since"):
         plan_promotion(catalog, "web", "stable", now=NOW)
     promotion = plan_promotion(catalog, "web", "stable", 2, now=NOW)
@@ -244,13 +223,13 @@ def test_due_promotes_a_parent_first_so_its_child_follows() -> None:
     releases = _standard(base_channels={"candidate": SOAKED})
     releases["web"][1] = _release(2, _fake(2), "previous", {"candidate": SOAKED})
     text = _text(releases)
-    catalog = _load(text)
+    catalog = load_text(text)
     with pytest.raises(PolicyError, match="its parent release base v1 is not in stable"):
         plan_promotion(catalog, "web", "stable", 2, now=NOW)
     edited, due, pending = due_promotions(text, catalog, NOW)
     assert [(p.image, p.version, p.channel) for p in due] == [("base", 1, "stable"), ("web", 2, "stable")]
     assert [(p.image, p.version, p.until) for p in pending] == [("web", 3, "2026-12-02T12:00:00Z")]
-    after = _load(edited)
+    after = load_text(edited)
     assert channel_release(after, "web", "stable") == after.releases["web"][1]
 
 
@@ -350,7 +329,7 @@ def test_promote_edits_the_catalog_and_publish_moves_the_channel(
     err = capsys.readouterr().err
     assert "promoted web v2 to stable (in candidate since 2026-11-19T12:00:00Z, soak_days 7)" in err
     assert f"`stamp publish` moves {STABLE}" in err
-    removed, added = _changed_lines(before, path.read_text())
+    removed, added = changed_lines(before, path.read_text())
     assert removed == ['      channels: {candidate: "2026-11-19T12:00:00Z"}\n']
     assert added == ['      channels: {candidate: "2026-11-19T12:00:00Z", stable: "2026-11-27T12:00:00Z"}\n']
     # Nothing moves for consumers until the merge's publish.
@@ -439,7 +418,7 @@ def test_force_with_a_reason_skips_the_soak_and_records_why(
     assert _promote(path, "web", "--to", "stable", "--force", "--reason", "CVE-2026-1 fix", "--format", "json") == 0
     out = json.loads(capsys.readouterr().out)
     assert (out["version"], out["forced"], out["until"]) == (3, "CVE-2026-1 fix", "2026-12-02T12:00:00Z")
-    removed, added = _changed_lines(before, path.read_text())
+    removed, added = changed_lines(before, path.read_text())
     assert removed == ['      channels: {candidate: "2026-11-25T12:00:00Z"}\n']
     assert added == [
         '      channels: {candidate: "2026-11-25T12:00:00Z", stable: "2026-11-27T12:00:00Z"}\n',
@@ -536,7 +515,7 @@ def test_record_puts_a_new_release_in_the_first_channel(
     argv = ["record", "web", "--catalog", str(path), "--cloud", "aws", "--out", str(tmp_path / "build")]
     assert main(argv) == 0
     assert "in channel candidate" in capsys.readouterr().err
-    removed, added = _changed_lines(before, path.read_text())
+    removed, added = changed_lines(before, path.read_text())
     assert removed == ["      status: current\n"]
     assert added[-1] == "      status: previous\n"
     new = '      status: current\n      channels: {candidate: "2026-11-27T12:00:00Z"}\n    - version: 3\n'
@@ -553,11 +532,11 @@ def test_prune_keeps_the_release_a_channel_points_at() -> None:
         ]
     }
     usage = Usage(amis={(region, ami): AmiState(True) for r in releases["web"] for region, ami in r.amis.items()})
-    with_channels = plan_prune(_load(_text(releases)), NOW, usage, ["web"])
+    with_channels = plan_prune(load_text(_text(releases)), NOW, usage, ["web"])
     assert [(a.kind, a.version) for a in with_channels] == [("deprecate", 2)]
     plain = HEAD.replace("  channels:\n    candidate: {}\n    stable: {after: candidate, soak_days: 7}\n", "")
     bare = {"web": [r.model_copy(update={"channels": None}) for r in releases["web"]]}
-    assert [(a.kind, a.version) for a in plan_prune(_load(_text(bare, plain)), NOW, usage, ["web"])] == [
+    assert [(a.kind, a.version) for a in plan_prune(load_text(_text(bare, plain)), NOW, usage, ["web"])] == [
         ("deprecate", 2),
         ("deprecate", 1),
     ]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from builders import commit_all
 from conftest import REPO, MakeAmi, local_target
 from fakes import FakeCloud
 from stamp import cli, local
@@ -368,12 +369,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     (root / "images" / "keyed" / "tests").mkdir(parents=True)
     (root / "images" / "keyed" / "provision.sh").write_text("#!/bin/sh\nset -e\ntouch /etc/stamp-keyed\n")
     (root / "images" / "keyed" / "tests" / "test_keyed.py").write_text(IMAGE_TEST)
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "init"]):
-        subprocess.run(
-            ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t.invalid", *args],
-            check=True,
-            capture_output=True,
-        )
+    commit_all(root)
     target = local_target(load_catalog(root / "catalog.yaml"))
     try:
         yield root

@@ -7,7 +7,6 @@ import http.client
 import http.server
 import json
 import re
-import subprocess
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from builders import commit_all
 from conftest import local_target
 from scoreboard import Scoreboard
 from stamp import local
@@ -132,12 +132,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
     (root / "images" / "kit" / "tests").mkdir(parents=True)
     (root / "images" / "kit" / "provision.sh").write_text(PROVISION)
     (root / "images" / "kit" / "tests" / "test_kit.py").write_text("def test_nothing(host):\n    pass\n")
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "init"]):
-        subprocess.run(
-            ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t.invalid", *args],
-            check=True,
-            capture_output=True,
-        )
+    commit_all(root)
     target = local_target(load_catalog(root / "catalog.yaml"))
     assert target.local is not None
     proxy = RefusingProxy(target.local.endpoint_url, REFUSED)
