@@ -7,6 +7,7 @@ import hashlib
 import importlib.util
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from stamp.cli import main
 from stamp.cloud.aws import AwsCloud
 from stamp.cloud.protocol import Cloud
 from stamp.commands.inventory import parse_inventory, take
-from stamp.commands.record import ArtifactUpload, record
+from stamp.commands.record import SUMMARY_FILE_ENV, ArtifactUpload, record
 from stamp.errors import CloudError, MissingResource
 from stamp.hosts.base import Host
 from stamp.hosts.ec2 import Ec2Target
@@ -338,3 +339,55 @@ def test_later_edits_keep_the_sbom_line_of_an_entry(tmp_path: Path) -> None:
     assert [(r.version, r.status, r.packages) for r in kept] == [(2, "current", None), (1, "revoked", 176)]
     assert kept[1].sbom is not None and kept[1].sbom.sha256 == sha
     assert "sbom:" not in without_releases(text, "web", [1])
+
+
+def _verified_build(build_root: Path, result: BuildResult, script_output: str) -> None:
+    """What a passing verification of `result` leaves in build/web/, from an instance that printed `script_output`."""
+    write_result(build_root, result)
+    take(RecordedLauncher(script_output), Host("i-1", "127.0.0.1", 2222, "admin"), image="web",
+         ami_id=result.amis["us-east-1"], build_id=result.build_id, out=build_root / "web")  # fmt: skip
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("cli_aws")
+def test_record_reads_the_previous_inventory_from_s3_and_writes_the_summary_lines(
+    tmp_path: Path,
+    aws: AwsCloud,
+    make_ami: MakeAmi,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A runner that starts empty, as CI's: web 2's inventory is only in S3 when web 3 is recorded."""
+    path, _ = _published(tmp_path, aws, make_ami, {1: "current"})
+    _with_artifacts(path)
+    aws.create_bucket("us-east-1", BUCKET)
+    build = tmp_path / "build"
+    summary_file = tmp_path / "summaries.txt"
+    summary_file.write_text("web 9: left by an earlier run\n")
+    monkeypatch.setenv(SUMMARY_FILE_ENV, str(summary_file))
+    older = SCRIPT_OUTPUT.replace("3.0.15-1~deb12u1", "3.0.14-1~deb12u1")
+    _verified_build(build, _result(_built(aws, make_ami, BUILD_ID)), older)
+
+    # web 2: web 1 has no inventory anywhere (no sbom), so no summary line, and record says why.
+    assert _record(path) == 0
+    err = capsys.readouterr().err
+    assert "notes: no summary for web 2: no inventory of web 1: " in err
+    assert "and the release has no sbom" in err
+    assert summary_file.read_text() == "", "written over: nothing for a release without both inventories"
+
+    # A fresh runner: only web 3's build is in build/. web 2's packages.json is in S3, beside its SBOM.
+    shutil.rmtree(build)
+    newer_id = "web-20261127113000-fedcba"
+    newer = build_result(build_id=newer_id, amis=_built(aws, make_ami, newer_id), started_at="2026-11-27T11:30:00Z")
+    _verified_build(build, newer, SCRIPT_OUTPUT)
+    assert _record(path) == 0
+    err = capsys.readouterr().err
+    (line,) = summary_file.read_text().splitlines()
+    assert line.startswith("web 3: 2 packages upgraded")
+    assert f"notes: {line}" in err.splitlines()
+    kept = inv.history_path(build, "web", BUILD_ID)
+    assert kept.read_bytes() == aws.get_object("us-east-1", BUCKET, f"{PREFIX}/web/2/packages.json")
+
+    # Recording the same build again adds no release: the file is written over, empty.
+    assert _record(path) == 0
+    assert summary_file.read_text() == ""

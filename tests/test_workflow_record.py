@@ -23,8 +23,15 @@ import yaml
 
 from conftest import MakeAmi, MotoEndpoint
 from scoreboard import Scoreboard
+from stamp.catalog import inventory as inv
 from stamp.catalog.load import load_catalog
 from stamp.catalog.results import BuildResult
+from stamp.cloud.aws import AwsCloud
+from stamp.commands import notes as notes_module
+from stamp.commands.inventory import parse_inventory, take
+from stamp.commands.record import SUMMARY_FILE_ENV
+from stamp.hosts.base import Host
+from test_inventory import SCRIPT_OUTPUT, RecordedLauncher
 
 REPO = Path(__file__).resolve().parent.parent
 MERGE = REPO / ".github" / "workflows" / "merge.yml"
@@ -298,6 +305,7 @@ class Ran:
     code: int
     out: str
     outputs: dict[str, str]
+    summary: str  # what the step appended to $GITHUB_STEP_SUMMARY, the run's summary page
 
 
 def run_step(origin: Origin, work: Path, job: str, step_id: str, given: dict[str, str]) -> Ran:
@@ -308,8 +316,13 @@ def run_step(origin: Origin, work: Path, job: str, step_id: str, given: dict[str
     script.write_text(found["run"])
     outputs = work.parent / f"{work.name}-{step_id}.out"
     outputs.write_text("")
+    summary = work.parent / f"{work.name}-{step_id}.summary.md"
+    summary.write_text("")
+    runner_temp = work.parent / f"{work.name}-{step_id}.tmp"
+    runner_temp.mkdir()
     env = origin.env.base() | given
-    env |= {"GITHUB_RUN_ID": RUN_ID, "GITHUB_OUTPUT": str(outputs), "GITHUB_STEP_SUMMARY": os.devnull}
+    env |= {"GITHUB_RUN_ID": RUN_ID, "GITHUB_OUTPUT": str(outputs), "GITHUB_STEP_SUMMARY": str(summary)}
+    env |= {"RUNNER_TEMP": str(runner_temp)}
     done = subprocess.run(
         ["bash", "--noprofile", "--norc", "-e", str(script)],
         cwd=work,
@@ -320,7 +333,7 @@ def run_step(origin: Origin, work: Path, job: str, step_id: str, given: dict[str
         timeout=TIMEOUT,
     )
     pairs = (line.split("=", 1) for line in outputs.read_text().splitlines() if "=" in line)
-    return Ran(done.returncode, done.stdout + done.stderr, dict(pairs))
+    return Ran(done.returncode, done.stdout + done.stderr, dict(pairs), summary.read_text())
 
 
 def record(
@@ -603,3 +616,129 @@ def test_the_plan_honours_only_record_commits_that_change_the_catalog_alone(orig
     git(origin.env, sneaky, "commit", "-q", "-am", "looks like a record", "-m", f"Stamp-Built: {origin.planned}")
     git(origin.env, sneaky, "push", "-q", "origin", "HEAD:refs/heads/main")
     assert plan_base(origin, "plan") == origin.built, "a trailer on a commit that changes more than catalog.yaml"
+
+
+# -- release notes: the commit message's summary lines, the run summary's notes -------------------------------
+
+BUCKET = "stamp-artifacts-workflow"
+PREFIX = "golden"
+OLD_BASE = "base-other-1"
+NEW_BASE = f"base-{RUN_ID}-1"
+
+
+def inventories() -> tuple[inv.Inventory, inv.Inventory]:
+    """base 1's inventory (openssl one version older) and the one the new base build's verification took."""
+    older = SCRIPT_OUTPUT.replace("3.0.15-1~deb12u1", "3.0.14-1~deb12u1")
+    old = parse_inventory(older, image="base", build_id=OLD_BASE, ami_id="ami-0123456789abcdef0")
+    new = parse_inventory(SCRIPT_OUTPUT, image="base", build_id=NEW_BASE, ami_id="ami-0123456789abcdef1")
+    return old, new
+
+
+def base_recorded_before(origin: Origin, *, sbom: bool) -> None:
+    """main already has base 1 (OLD_BASE), with `sbom` stored beside its packages.json in S3 (defaults.artifacts)."""
+    release = OTHER_RELEASE
+    if sbom:
+        line = f'      sbom: {{uri: "s3://{BUCKET}/{PREFIX}/base/1/sbom.cdx.json", sha256: "{"0" * 64}"}}\n'
+        release = release.replace("      verified: passed\n", line + "      packages: 6\n      verified: passed\n")
+
+    def change(other: Path) -> None:
+        text = (other / "catalog.yaml").read_text()
+        if sbom:
+            text = text.replace("defaults:\n", f"defaults:\n  artifacts: {{bucket: {BUCKET}, prefix: {PREFIX}}}\n")
+        (other / "catalog.yaml").write_text(text + release)
+
+    origin.push_from_elsewhere("recorded-before", change, "stamp record: base")
+
+
+def new_base_verified(work: Path, ami_id: str) -> None:
+    """What verification of the new base build left beside its result.json: packages.json, the SBOM, the history."""
+    host = Host("i-1", "127.0.0.1", 2222, "admin")
+    out = work / "artifacts" / "build-base"
+    take(RecordedLauncher(SCRIPT_OUTPUT), host, image="base", ami_id=ami_id, build_id=NEW_BASE, out=out)
+
+
+def test_the_commit_message_carries_the_summary_and_the_run_summary_the_notes(
+    origin: Origin, artifacts: Artifacts, aws: AwsCloud, scoreboard: Scoreboard
+) -> None:
+    """As CI runs it: the runner has the new build's inventory only; base 1's comes from S3, as record stored it."""
+    old, new = inventories()
+    aws.create_bucket("us-east-1", BUCKET)
+    stored = old.model_dump_json(indent=2).encode()
+    aws.put_object("us-east-1", BUCKET, f"{PREFIX}/base/1/packages.json", stored, content_type="application/json")
+    base_recorded_before(origin, sbom=True)
+    line = notes_module.release_notes("base", 2, 1, old, new).summary()
+    assert line.startswith("base 2: 2 packages upgraded")
+
+    def verified(work: Path) -> None:
+        new_base_verified(work, artifacts["base"].amis["us-east-1"])
+
+    first = record(origin, "run-1", list(artifacts.values()), mode="commit", app=APP, before=verified)
+    after = origin.refs()
+    again = record(origin, "run-1-again", list(artifacts.values()), mode="commit", app=APP, before=verified)
+    scoreboard.add(ROW, tried=1, bad=0 if converged(after, origin, again) else 1)
+
+    assert first.code == 0, first.out
+    assert releases_at(origin, "main") == {
+        "base": [(2, NEW_BASE), (1, OLD_BASE)],
+        "web": [(1, f"web-{RUN_ID}-1")],
+    }
+    message = git(origin.env, origin.bare, "log", "-1", "--format=%B", "main")
+    assert message.split("\n\n") == [
+        "stamp record: base web",
+        f"Verified builds from {RUN_URL}",
+        line,  # web 1 is a first release: no line
+        f"Stamp-Built: {origin.planned}",
+    ]
+    assert f"notes: {line}" in first.out
+    # The notes of base 2, against base 1 read from S3 by record and kept in build/ for `stamp notes`.
+    assert first.summary.startswith(f"## base 2 (against base 1)\n\n{line}\n")
+    assert "| openssl | 3.0.14-1~deb12u1 | 3.0.15-1~deb12u1 |" in first.summary
+    assert "## web" not in first.summary
+    kept = inv.history_path(origin.bare.parent / "run-1" / "build", "base", OLD_BASE)
+    assert kept.read_bytes() == stored
+    uploaded = aws.get_object("us-east-1", BUCKET, f"{PREFIX}/base/2/packages.json")
+    assert uploaded == (origin.bare.parent / "run-1" / "build" / "base" / "packages.json").read_bytes()
+    assert "::warning::" not in first.out
+
+    # The re-run records nothing new: no commit, no summary line, no notes.
+    assert again.code == 0, again.out
+    assert origin.refs() == after
+    assert again.summary == ""
+
+
+def test_notes_that_cannot_be_made_are_a_warning_and_the_pull_request_has_the_summary(
+    origin: Origin, artifacts: Artifacts
+) -> None:
+    """Without defaults.artifacts: both inventories of base in build/; `stamp notes` fails, the job does not."""
+    old, new = inventories()
+    base_recorded_before(origin, sbom=False)
+    line = notes_module.release_notes("base", 2, 1, old, new).summary()
+    write_stub(
+        origin.env.bin / "stamp",
+        '#!/bin/sh\nif [ "$1" = notes ]; then echo "stamp notes: out of order" >&2; exit 1; fi\n'
+        f'exec "{sys.executable}" -m stamp "$@"\n',
+    )
+
+    def verified(work: Path) -> None:
+        new_base_verified(work, artifacts["base"].amis["us-east-1"])
+        history = work / "artifacts" / "build-base" / inv.HISTORY_DIR
+        inv.write_json(history / f"{OLD_BASE}.json", old.model_dump_json())
+
+    ran = record(origin, "run-1", list(artifacts.values()), mode="pr", before=verified)
+
+    assert ran.code == 0, ran.out
+    assert "stamp notes: out of order" in ran.out
+    assert "::warning::no release notes for base 2 in the run summary: stamp notes failed (above)" in ran.out
+    assert ran.summary == ""
+    (pr,) = prs(origin)
+    assert pr["body"].split("\n\n")[1:] == [line, f"Stamp-Built: {origin.planned}"]
+    message = git(origin.env, origin.bare, "log", "-1", "--format=%B", BRANCH)
+    assert line in message.split("\n\n")
+    assert releases_at(origin, BRANCH)["base"] == [(2, NEW_BASE), (1, OLD_BASE)]
+
+
+def test_the_record_step_passes_the_summary_file_to_stamp_record() -> None:
+    """The variable the script sets is the one `stamp record` reads."""
+    script = step("record", "record")["run"]
+    assert f'{SUMMARY_FILE_ENV}="$summaries" stamp record' in script
+    assert 'stamp notes "$image" "$version" --format markdown' in script

@@ -1,23 +1,33 @@
 """`stamp notes IMAGE [VERSION]`: what changed inside an image against its previous release, and the CVEs fixed.
 
 Read from the inventories verification kept, `build/<image>/inventory/<build_id>.json`, found through each
-release's build ID (docs/inventory.md); nothing is asked of the cloud.
+release's build ID (docs/inventory.md). A release whose inventory is not there is read from the packages.json
+`stamp record` stored beside its SBOM in S3 (`defaults.artifacts`), and kept in build/ for the next time.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pydantic
 
 from stamp.catalog import inventory as inv
 from stamp.catalog.load import Catalog
 from stamp.catalog.models import Release
 from stamp.catalog.releases import find_release
-from stamp.commands.common import catalog_of
-from stamp.errors import CatalogError
+from stamp.cloud.protocol import Cloud
+from stamp.commands.common import catalog_of, target_of
+from stamp.errors import CatalogError, CloudError
 from stamp.output import emit
+
+# Reads the object at an s3:// URI; raises CloudError (MissingResource when it is not there), or CatalogError for
+# a URI that is not s3://BUCKET/KEY. load_inventory turns either into its reason.
+Fetch = Callable[[str], bytes]
 
 
 @dataclass(frozen=True)
@@ -135,17 +145,76 @@ def previous_release(catalog: Catalog, image: str, release: Release) -> Release 
     return max(older, key=lambda r: r.version, default=None)
 
 
-def inventory_of(build_root: Path, image: str, release: Release) -> inv.Inventory:
+def load_inventory(build_root: Path, image: str, release: Release, *, fetch: Fetch | None) -> inv.Inventory | str:
+    """The inventory of `release`, or one line saying why there is none (the caller decides if that is an error).
+
+    First the file verification kept, `<build_root>/<image>/inventory/<build_id>.json`; else, when the release
+    names an SBOM and `fetch` is given, the packages.json `stamp record` stored beside it, which must be of the
+    release's build. What is fetched is kept at the local path, so the next call reads it from there.
+    """
     path = inv.history_path(build_root, image, release.build_id)
-    if not path.is_file():
+    if path.is_file():
+        try:
+            return inv.read_inventory(path)
+        except CatalogError as exc:
+            return exc.message
+    missing = f"{path} does not exist"
+    if release.sbom is None:
+        return f"{missing}, and the release has no sbom: no copy of it was stored in S3"
+    uri = packages_uri(release.sbom.uri)
+    if fetch is None:
+        return f"{missing}, and S3 was not asked for its copy {uri}"
+    try:
+        data = fetch(uri)
+    except (CloudError, CatalogError) as exc:
+        return f"{missing}, and {uri} cannot be read: {exc.message}"
+    try:
+        text = data.decode("utf-8")
+        found = inv.Inventory.model_validate_json(text)
+    except (UnicodeDecodeError, pydantic.ValidationError) as exc:
+        why = exc.errors()[0]["msg"] if isinstance(exc, pydantic.ValidationError) else "not UTF-8"
+        return f"{missing}, and {uri} is not a package inventory stamp can read: {why}"
+    if found.build_id != release.build_id:
+        return f"{missing}, and {uri} is the inventory of build {found.build_id}, not {release.build_id}"
+    # A build folder that cannot be written: the inventory is still good, only the next call fetches it again.
+    with contextlib.suppress(OSError):
+        inv.write_json(path, text)
+    return found
+
+
+def packages_uri(sbom_uri: str) -> str:
+    """The packages.json in the same S3 folder as the SBOM: s3://BUCKET/PREFIX/<image>/<version>/packages.json."""
+    return sbom_uri.rpartition("/")[0] + "/" + inv.PACKAGES_FILE
+
+
+def s3_fetch(cloud: Cloud, region: str) -> Fetch:
+    """A `Fetch` reading s3://BUCKET/KEY with `cloud` in `region` (the image's first one, where record stored it;
+    a bucket elsewhere is still found)."""
+
+    def fetch(uri: str) -> bytes:
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        if not uri.startswith("s3://") or not bucket or not key:
+            raise CatalogError(f"{uri} is not an s3://BUCKET/KEY URI")
+        return cloud.get_object(region, bucket, key)
+
+    return fetch
+
+
+def inventory_of(build_root: Path, image: str, release: Release, *, fetch: Fetch | None = None) -> inv.Inventory:
+    found = load_inventory(build_root, image, release, fetch=fetch)
+    if isinstance(found, str):
+        path = inv.history_path(build_root, image, release.build_id)
         raise CatalogError(
-            f"no inventory kept for {image} {release.version} (build {release.build_id}): {path} does not exist",
-            hint=f"`stamp verify` keeps one per build in {path.parent}/, on the machine that verified it",
+            f"no inventory kept for {image} {release.version} (build {release.build_id}): {found}",
+            hint=f"`stamp verify` keeps one per build in {path.parent}/, on the machine that verified it; with"
+            " defaults.artifacts, `stamp record` stores a copy in S3 beside the release's SBOM",
         )
-    return inv.read_inventory(path)
+    return found
 
 
-def notes_for(catalog: Catalog, image: str, version: int | None, build_root: Path) -> ReleaseNotes:
+def notes_for(
+    catalog: Catalog, image: str, version: int | None, build_root: Path, *, fetch: Fetch | None = None
+) -> ReleaseNotes:
     if version is None:
         release = catalog.current_release(image)
         if release is None:
@@ -153,17 +222,32 @@ def notes_for(catalog: Catalog, image: str, version: int | None, build_root: Pat
     else:
         release = find_release(catalog, image, version)
     previous = previous_release(catalog, image, release)
-    new = inventory_of(build_root, image, release)
-    old = inventory_of(build_root, image, previous) if previous is not None else None
+    new = inventory_of(build_root, image, release, fetch=fetch)
+    old = inventory_of(build_root, image, previous, fetch=fetch) if previous is not None else None
     return release_notes(image, release.version, previous.version if previous else None, old, new)
 
 
 def run(args: argparse.Namespace) -> int:
     catalog = catalog_of(args)
     name = catalog.select([args.image])[0]
-    notes = notes_for(catalog, name, args.version, Path(args.out))
+    notes = notes_for(catalog, name, args.version, Path(args.out), fetch=_cloud_fetch(args, catalog, name))
     if args.format == "json":
         emit(notes.as_dict())
     else:
         print(notes.markdown(), end="")
     return 0
+
+
+def _cloud_fetch(args: argparse.Namespace, catalog: Catalog, image: str) -> Fetch | None:
+    """S3 through `--cloud`'s target, made only when an inventory is missing from build/ and its release names an
+    SBOM; None when the catalog has no defaults.artifacts (then nothing was stored, and no cloud is needed)."""
+    if catalog.defaults.artifacts is None:
+        return None
+    made: list[Fetch] = []
+
+    def fetch(uri: str) -> bytes:
+        if not made:
+            made.append(s3_fetch(target_of(args, catalog).cloud, catalog.images[image].regions[0]))
+        return made[0](uri)
+
+    return fetch

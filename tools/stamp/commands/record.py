@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -199,6 +200,11 @@ def confirm_custody(cloud: Cloud, results: Sequence[BuildResult], *, accept_dirt
         )
 
 
+# Names a file `stamp record` writes the notes' summary line of each release it adds to, one a line (none for a
+# release without both inventories; empty when it added none): merge.yml puts them into the record commit's message.
+SUMMARY_FILE_ENV = "STAMP_RECORD_SUMMARY_FILE"
+
+
 def run(args: argparse.Namespace) -> int:
     from stamp.catalog.results import read_result
 
@@ -207,31 +213,74 @@ def run(args: argparse.Namespace) -> int:
     names = catalog.select(args.images or [n for n in catalog.images if (build_root / n).is_dir()])
     results = [read_result(build_root, name) for name in names]
     ensure_may_record(catalog, args.cloud)  # before anything starts: a refusal leaves no local cloud running
-    recorded = record_confirmed(catalog.path, results, target_of(args, catalog), build_root=build_root)
+    target = target_of(args, catalog)
+    recorded = record_confirmed(catalog.path, results, target, build_root=build_root)
     known = {r.build_id for releases in catalog.releases.values() for r in releases}
+    summaries: list[str] = []
     for release, result in zip(recorded, results, strict=True):
         say(f"recorded {result.image} version {release.version}: " + " ".join(release.amis.values()))
-        if release.channels and result.build_id not in known:
+        if result.build_id in known:
+            continue
+        if release.channels:
             say(f"  in channel {', '.join(release.channels)} (`stamp promote {result.image} --to CHANNEL` moves it on)")
-        summary = notes_summary(catalog, result.image, release, build_root) if result.build_id not in known else None
+        summary = notes_summary(
+            catalog, result.image, release, build_root, fetch=_artifact_fetch(catalog, result.image, target)
+        )
         if summary is not None:
             say(f"notes: {summary}")
+            summaries.append(summary)
+    summary_file = os.environ.get(SUMMARY_FILE_ENV, "")
+    if summary_file:
+        write_summaries(Path(summary_file), summaries)
     return 0
 
 
-def notes_summary(before: Catalog, image: str, release: Release, build_root: Path) -> str | None:
+def _artifact_fetch(catalog: Catalog, image: str, target: Target) -> Callable[[str], bytes] | None:
+    """S3 where record stores the artifacts, for the previous release's packages.json; None without them."""
+    from stamp.commands import notes
+
+    if catalog.defaults.artifacts is None:
+        return None
+    return notes.s3_fetch(target.cloud, catalog.images[image].regions[0])
+
+
+def write_summaries(path: Path, summaries: Sequence[str]) -> None:
+    """The summary lines, one a line; written over, so that a file left by an earlier run never adds to them."""
+    try:
+        path.write_text("".join(f"{line}\n" for line in summaries), encoding="utf-8")
+    except OSError as exc:
+        raise CatalogError(
+            f"cannot write the notes' summary lines to {path} ({SUMMARY_FILE_ENV}): {exc.strerror or exc}",
+            hint="the releases are recorded; point the variable at a writable file",
+        ) from None
+
+
+def notes_summary(
+    before: Catalog,
+    image: str,
+    release: Release,
+    build_root: Path,
+    *,
+    fetch: Callable[[str], bytes] | None = None,
+) -> str | None:
     """`stamp notes`' one line for a release just recorded, against the one before it (from `before`, the catalog
-    as it was: no second read of a large file); None when either inventory was not kept in `build_root`."""
+    as it was: no second read of a large file); None when either inventory is neither in `build_root` nor, with
+    `fetch`, in S3 beside the release's SBOM. When S3 was asked, why there is no line is said."""
     from stamp.commands import notes
 
     previous = notes.previous_release(before, image, release)
     if previous is None:
         return None
-    try:
-        new = notes.inventory_of(build_root, image, release)
-        old = notes.inventory_of(build_root, image, previous)
-    except CatalogError:
-        return None
+    kept: list[inv.Inventory] = []
+    for which in (release, previous):
+        found = notes.load_inventory(build_root, image, which, fetch=fetch)
+        if isinstance(found, str):
+            if fetch is not None:
+                lacking = f"{image} {which.version}"
+                say(f"notes: no summary for {image} {release.version}: no inventory of {lacking}: {found}")
+            return None
+        kept.append(found)
+    new, old = kept
     return notes.release_notes(image, release.version, previous.version, old, new).summary()
 
 
