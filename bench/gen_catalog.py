@@ -16,8 +16,13 @@ def _ami(seed: str) -> str:
     return "ami-" + hashlib.sha256(seed.encode()).hexdigest()[:17]
 
 
-def generate_catalog(root: Path, images: int = 1000, releases: int = 10, regions: int = 20) -> Path:
-    """Write `catalog.yaml` plus the files it references under `root`; return the catalog path."""
+def generate_catalog(
+    root: Path, images: int = 1000, releases: int = 10, regions: int = 20, *, family: int = 10
+) -> Path:
+    """Write `catalog.yaml` plus the files it references under `root`; return the catalog path.
+
+    Every `family`-th image is a root image; the ones after it, up to the next root, are its children.
+    """
     script = root / "images" / "shared" / "provision.sh"
     script.parent.mkdir(parents=True, exist_ok=True)
     script.write_text("#!/usr/bin/env bash\nset -euo pipefail\necho hi\n")
@@ -35,10 +40,10 @@ def generate_catalog(root: Path, images: int = 1000, releases: int = 10, regions
     for i in range(images):
         out.append(f"  img-{i:04d}:")
         out.append(f"    description: generated image {i}")
-        if i % 10 == 0:
+        if i % family == 0:
             out.append('    source: {filter: {name: "debian-12-amd64-*", owners: ["136693071363"]}}')
         else:
-            out.append(f"    parent: img-{i - i % 10:04d}")
+            out.append(f"    parent: img-{i - i % family:04d}")
         out.append("    provision: [images/shared/provision.sh]")
         out.append("    tests: images/shared/tests")
         out.append('    share: {accounts: ["111122223333", "444455556666"]}')
@@ -54,10 +59,10 @@ def generate_catalog(root: Path, images: int = 1000, releases: int = 10, regions
             out.append(f'      built_at: "2026-11-{(v % 28) + 1:02d}T12:00:00Z"')
             out.append("      commit: 1a2b3c4d5e6f")
             out.append(f"      build_id: img-{i:04d}-{v}-abcdef")
-            if i % 10 == 0:
+            if i % family == 0:
                 out.append(f"      source: {{amis: {{us-east-1: {_ami(f'src-{v}')}}}}}")
             else:
-                out.append(f"      source: {{image: img-{i - i % 10:04d}, version: {v}}}")
+                out.append(f"      source: {{image: img-{i - i % family:04d}, version: {v}}}")
             out.append("      verified: passed")
             out.append(f"      status: {status}")
     path = root / "catalog.yaml"

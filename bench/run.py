@@ -12,17 +12,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-# publish_setup and gen_catalog sit beside this file: `python bench/run.py` puts this folder on sys.path.
+# publish_setup and gen_catalog sit beside this file: `python bench/run.py` puts this folder on sys.path. The
+# signed apt repository the update check reads is the tests' own (tests/aptrepo.py).
 import publish_setup
 import yaml
 from gen_catalog import REGIONS, generate_catalog
 
+sys.path.append(str(Path(__file__).resolve().parents[1] / "tests"))
+from aptrepo import AptRepo, Deb
+from stamp.catalog import inventory as inv
 from stamp.catalog.load import load_catalog
 from stamp.catalog.models import ReleaseSource
 from stamp.catalog.results import BuildResult
 from stamp.cloud.sharing import publish
+from stamp.commands.pending import update_lookup
 from stamp.commands.plan import Plan, plan
 from stamp.commands.record import record
+from stamp.drivers.aptrepo import AptIndexes
 
 ROUNDS = 3
 # The issue's benchmark catalog: 1,000 images, 10 releases each in 20 regions, about 11 MB.
@@ -149,6 +155,79 @@ def bench_plan(setup: Setup) -> Result:
     )
 
 
+# The update check's benchmark: 200 root images (one in five), each with an inventory of this many packages from
+# two shared apt sources, a main suite of MAIN_PACKAGES and a security suite updating one package in 500.
+ROOT_FAMILY = 5
+INSTALLED = 200
+MAIN_PACKAGES = 5000
+
+
+def bench_plan_updates(setup: Setup) -> Result:
+    """`stamp plan` as the scheduled drift check runs it: no file changed, every root image's current release
+    checked for pending updates against signed indexes served on loopback, each fetched once per plan."""
+    root = setup.scratch / "updates"
+    catalog_path = generate_catalog(root, releases=RELEASES, family=ROOT_FAMILY)
+    text = catalog_path.read_text()
+    repo = AptRepo(root / "apt")
+    main = [Deb(f"pkg-{n:04d}", "1.0-1") for n in range(MAIN_PACKAGES)]
+    repo.publish("bookworm", main)
+    repo.publish("bookworm-security", [Deb(f"pkg-{n:04d}", "1.0-1+deb12u1") for n in range(0, MAIN_PACKAGES, 500)])
+    catalog = load_catalog(catalog_path)
+    build_root = root / "build"
+    now = datetime(2026, 11, 27, tzinfo=UTC)
+    with repo.serve() as uri:
+        sources = [
+            inv.AptSource(file="/etc/apt/sources.list", type="deb", uri=uri, suite=suite, components=["main"])
+            for suite in ("bookworm", "bookworm-security")
+        ]
+        roots = [name for name, image in catalog.images.items() if image.parent is None]
+        for number, name in enumerate(roots):
+            release = catalog.current_release(name)
+            assert release is not None
+            # A different slice of the archive per image, so that some images have a security update and some not.
+            first = (number * 7) % (MAIN_PACKAGES - INSTALLED)
+            packages = [
+                inv.Package(name=d.name, version=d.version, arch="amd64", source=d.name, source_version=d.version)
+                for d in main[first : first + INSTALLED]
+            ]
+            found = inv.Inventory(
+                image=name, build_id=release.build_id, ami="ami-0123456789abcdef0", collected_at="2026-11-26T12:00:00Z",
+                packager="dpkg", kernel="6.1.0-28-cloud-amd64", sources=sources, packages=packages,
+            )  # fmt: skip
+            inv.write_json(inv.history_path(build_root, name, release.build_id), found.model_dump_json())
+        fetches: list[int] = []
+
+        def stamp_plan() -> Plan:
+            # A cold cache each time: the plan fetches and parses both indexes, as the first run of a day does.
+            with tempfile.TemporaryDirectory() as cache:
+                repo.requests.clear()
+                indexes = AptIndexes([repo.keyring], cache=Path(cache))
+                lookup = update_lookup(load_catalog(catalog_path), build_root, None, indexes=indexes)
+                made = plan(
+                    load_catalog(catalog_path),
+                    load_catalog(catalog_path),
+                    [],
+                    source_lookup=None,
+                    now=now,
+                    update_lookup=lookup,
+                )
+                fetches.append(len(repo.requests))
+                return made
+
+        built = stamp_plan()
+        planned = {item.name for item in built.images if item.reasons[0].kind == "updates_available"}
+        assert 0 < len(planned) < len(roots), "some root images, not all, have a pending security update"
+        stamp_s, c_parse_s = interleaved(stamp_plan, c_parse(text))
+    assert set(fetches) == {4}, f"each InRelease and index fetched once per plan, not {fetches}"
+    return Result(
+        f"plan with update checks ({len(roots)} roots, {len(planned)} to patch; 4 fetches)",
+        f"stamp {stamp_s:.2f}s",
+        f"2 x CSafeLoader parse {2 * c_parse_s:.2f}s",
+        stamp_s / (2 * c_parse_s),
+        1.5,
+    )
+
+
 def minimum_publish_calls(images: int, regions: int) -> int:
     """The fewest API calls a first publish can make: every image has one current release with an AMI in every
     region, none shared yet.
@@ -218,6 +297,7 @@ BENCHMARKS: list[Callable[[Setup], Result]] = [
     bench_load,
     bench_record,
     bench_plan,
+    bench_plan_updates,
     bench_publish_calls,
     bench_publish_wall,
 ]

@@ -90,7 +90,7 @@ def no_lookup(image: Image, region: str) -> str | None:
 def test_nothing_changed_builds_nothing() -> None:
     same = catalog()
     result = plan(same, same, [], source_lookup=None, now=NOW)
-    assert result == Plan(images=(), publish_only=(), sources_checked=False)
+    assert result == Plan(images=(), publish_only=(), sources_checked=False, updates_checked=False)
 
 
 def test_grandchildren_get_later_layers_and_a_planned_child_alone_is_layer_zero() -> None:
@@ -224,6 +224,8 @@ def test_json_format_has_structured_reasons() -> None:
         ],
         "order": ["base", "app", "web"],
         "sources_checked": True,
+        "updates_checked": True,
+        "update_notes": [],
     }
 
 

@@ -11,6 +11,10 @@ command -v apt-cacher-ng >/dev/null 2>&1 || [ -x /usr/sbin/apt-cacher-ng ] || ne
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 # The workflows' scripts use jq; tests/test_workflow_record.py runs them.
 command -v jq >/dev/null 2>&1 || need+=(jq)
+# The update check verifies apt indexes with gpgv and Debian's keyring; the tests sign their own with gpg.
+command -v gpgv >/dev/null 2>&1 || need+=(gpgv)
+command -v gpg >/dev/null 2>&1 || need+=(gnupg)
+[ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 command -v node >/dev/null 2>&1 || need+=(nodejs npm)
 # A container engine counts only if it really runs (a docker client without an engine does not).

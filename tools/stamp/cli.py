@@ -29,6 +29,11 @@ def _plan_options(p: argparse.ArgumentParser, *, required: bool = True) -> None:
         action="store_true",
         help="skip asking the cloud for newer vendor images (no credentials, e.g. a fork's pull request)",
     )
+    p.add_argument(
+        "--no-update-check",
+        action="store_true",
+        help="skip reading the apt indexes for pending package updates of the current releases",
+    )
 
 
 def _format_option(p: argparse.ArgumentParser) -> None:
@@ -158,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
         "stamp plan --base origin/main --format markdown",
     )
     _plan_options(p)
+    p.add_argument(
+        "--out",
+        default="build",
+        help="where verification kept the inventories the update check reads (default: build)",
+    )
     p.add_argument(
         "--format",
         choices=["table", "json", "matrix", "markdown"],

@@ -25,6 +25,7 @@ from stamp.catalog.models import (
     Retention,
     Share,
     Source,
+    VerifyPolicy,
 )
 from stamp.errors import CatalogError, CatalogProblems, YamlProblem
 
@@ -47,6 +48,7 @@ class Image:
     volume_size_gb: int
     retention: Retention
     rebuild: Rebuild
+    verify: VerifyPolicy
     # Rollout channels in order, (name, channel) pairs; empty without `channels` (docs/rollout.md).
     channels: tuple[tuple[str, Channel], ...] = ()
 
@@ -241,6 +243,7 @@ def _resolve(name: str, spec: ImageSpec, defaults: Defaults) -> Image:
         volume_size_gb=spec.volume_size_gb or defaults.volume_size_gb,
         retention=spec.retention or defaults.retention,
         rebuild=spec.rebuild or defaults.rebuild,
+        verify=spec.verify or defaults.verify,
         channels=tuple((spec.channels if spec.channels is not None else defaults.channels or {}).items()),
     )
 

@@ -74,9 +74,26 @@ class Source(Model):
     filter: SourceFilter
 
 
+UpdatePolicy = Literal["security", "all", "never"]
+
+
 class Rebuild(Model):
     max_age_days: int | None = Field(default=None, ge=1, le=3650)
     on_new_source: Flag = False
+    on_updates: UpdatePolicy = Field(
+        default="security",
+        description="Which pending package updates of the current release make `stamp plan` rebuild it"
+        " (docs/inventory.md, Updates available)",
+    )
+
+
+class VerifyPolicy(Model):
+    max_security_updates: int | None = Field(
+        default=0,
+        ge=0,
+        description="Security updates an image may still have pending when verified; more fails verification (exit 4)."
+        " null: not checked",
+    )
 
 
 class Retention(Model):
@@ -162,6 +179,12 @@ class Defaults(Model):
     artifacts: Artifacts | None = Field(
         default=None, description="S3 location for each release's inventory and SBOM; without it they stay in build/"
     )
+    verify: VerifyPolicy = VerifyPolicy()
+    apt_keyrings: list[RepoPath] = Field(
+        default=["/usr/share/keyrings/debian-archive-keyring.gpg"],
+        min_length=1,
+        description="Binary OpenPGP keyrings that sign the images' apt repositories (paths from the catalog's folder)",
+    )
     channels: Channels | None = Field(
         default=None,
         description="Rollout channels in order, e.g. {candidate: {}, stable: {after: candidate, soak_days: 7}}; "
@@ -184,6 +207,7 @@ class ImageSpec(Model):
     volume_size_gb: int | None = Field(default=None, ge=1, le=16384)
     retention: Retention | None = None
     rebuild: Rebuild | None = None
+    verify: VerifyPolicy | None = None
     channels: Channels | None = Field(default=None, description="This image's rollout channels instead of the default")
 
 

@@ -6,8 +6,8 @@ import argparse
 import json
 import posixpath
 import sys
-from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -17,7 +17,9 @@ from pydantic import BaseModel
 from stamp import clock
 from stamp.catalog.load import Catalog, Image, load_catalog
 from stamp.catalog.models import Release, Share
+from stamp.catalog.updates import UpdateCheck
 from stamp.commands.common import catalog_of, target_of
+from stamp.commands.pending import update_lookup
 from stamp.drivers.git import CATALOG, catalog_at, diff_paths, merge_base, repo_relative, resolve_ref
 from stamp.errors import CatalogError
 
@@ -30,6 +32,7 @@ ReasonKind = Literal[
     "parent_rebuilt",
     "parent_moved",
     "new_source_image",
+    "updates_available",
     "release_too_old",
     "no_release",
     "share_changed",
@@ -43,6 +46,7 @@ LABELS: dict[ReasonKind, str] = {
     "parent_rebuilt": "parent rebuilt",
     "parent_moved": "parent moved",
     "new_source_image": "new source image",
+    "updates_available": "updates available",
     "release_too_old": "release too old",
     "no_release": "no release yet",
     "share_changed": "share changed",
@@ -72,11 +76,16 @@ TEMPLATES_DIR = "tools/stamp/templates/"
 SourceLookup = Callable[[Image, str], str | None]
 """Newest vendor AMI ID matching `image.source.filter` in a region, or None when nothing matches."""
 
+UpdateLookup = Callable[[Image, Release], UpdateCheck | str]
+"""Pending package updates of an image's release, or why they could not be looked at (no inventory)."""
+
 
 @dataclass(frozen=True)
 class Reason:
     kind: ReasonKind
     detail: str
+    # Machine-readable parts of the detail for `--format json` (updates_available: counts and examples).
+    data: Mapping[str, object] = field(default_factory=dict, compare=False, hash=False)
 
     def text(self) -> str:
         return f"{LABELS[self.kind]}: {self.detail}"
@@ -105,6 +114,10 @@ class Plan:
     images: tuple[ImagePlan, ...]
     publish_only: tuple[PublishOnly, ...] = ()
     sources_checked: bool = True
+    updates_checked: bool = True
+    # What the update check could not say: indexes that cannot be verified, images without an inventory, updates
+    # the image's rebuild.on_updates leaves for later. Never an "up to date".
+    update_notes: tuple[str, ...] = ()
 
     def order(self) -> list[str]:
         """Images to build, parents first (by layer, then name)."""
@@ -131,6 +144,8 @@ class Plan:
             ],
             "order": self.order(),
             "sources_checked": self.sources_checked,
+            "updates_checked": self.updates_checked,
+            "update_notes": list(self.update_notes),
         }
 
 
@@ -141,16 +156,20 @@ def plan(
     *,
     source_lookup: SourceLookup | None,
     now: datetime,
+    update_lookup: UpdateLookup | None = None,
 ) -> Plan:
     """Every reason each image of `new` has to be built.
 
     `old` is the catalog at the merge base (None when it did not exist there); `changed_paths` are repository
     paths relative to the folder holding the catalog. `source_lookup=None` skips the vendor-image check (no
-    cloud credentials, e.g. a pull request from a fork); the plan says so.
+    cloud credentials, e.g. a pull request from a fork); the plan says so. `update_lookup=None` likewise skips
+    the pending-updates check.
     """
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
     found: dict[str, list[Reason]] = {name: [] for name in new.images}
+    notes: list[str] = []
+    unread: list[str] = []
     for name, image in new.images.items():
         found[name].extend(definition_reasons(old, new, image))
     for name, paths in images_for_paths(new, changed_paths).items():
@@ -164,6 +183,8 @@ def plan(
         found[name].extend(_parent_moved(new, image, release))
         if source_lookup is not None:
             found[name].extend(_source_reasons(image, release.source.amis or {}, source_lookup))
+        if update_lookup is not None and image.rebuild.on_updates != "never":
+            found[name].extend(_update_reasons(image, release, update_lookup(image, release), notes, unread))
         found[name].extend(_age_reasons(image, release.version, release.built_at, now))
     # Cascade parents first, so a grandchild sees its parent's inherited reason.
     for name in new.topo_order():
@@ -177,10 +198,14 @@ def plan(
             key=lambda p: (p.layer, p.name),
         )
     )
+    if unread:
+        notes.append(f"updates not checked for {_count_images(len(unread))} without an inventory: {_some(unread)}")
     return Plan(
         images=images,
         publish_only=_publish_only(old, new, building),
         sources_checked=source_lookup is not None,
+        updates_checked=update_lookup is not None,
+        update_notes=tuple(notes),
     )
 
 
@@ -204,19 +229,19 @@ def definition_reasons(old: Catalog | None, new: Catalog, image: Image) -> list[
     reasons: list[Reason] = []
     # Resolved values are compared, so reformatting, reordering keys or spelling out a default changes nothing;
     # a defaults key the image overrides leaves its resolved value, and so the image, alone.
-    for field in BUILD_FIELDS:
-        was, now_is = getattr(before, field), getattr(image, field)
+    for attr in BUILD_FIELDS:
+        was, now_is = getattr(before, attr), getattr(image, attr)
         if was == now_is:
             continue
-        default_was = getattr(old.defaults, field, None)
-        default_is = getattr(new.defaults, field, None)
+        default_was = getattr(old.defaults, attr, None)
+        default_is = getattr(new.defaults, attr, None)
         inherited = (
-            field in INHERITED_FIELDS
+            attr in INHERITED_FIELDS
             and default_was != default_is
             and _same(default_was, was)
             and _same(default_is, now_is)
         )
-        where = f"defaults.{field}" if inherited else f"images.{image.name}.{field}"
+        where = f"defaults.{attr}" if inherited else f"images.{image.name}.{attr}"
         change = _change(was, now_is)
         reasons.append(Reason("definition_changed", f"{where}{change}" + (" (inherited)" if inherited else "")))
     return reasons
@@ -256,6 +281,46 @@ def _source_reasons(image: Image, built_from: dict[str, str], lookup: SourceLook
     return reasons
 
 
+def _update_reasons(
+    image: Image, release: Release, check: UpdateCheck | str, notes: list[str], unread: list[str]
+) -> list[Reason]:
+    """`updates available` when the pending updates meet the image's rebuild.on_updates; what is pending but
+    below it, and every index that cannot be verified, go to `notes`."""
+    if isinstance(check, str):
+        unread.append(f"{image.name} v{release.version}")
+        return []
+    notes.extend(f"{image.name}: {u.text()}" for u in check.unverified)
+    policy = image.rebuild.on_updates
+    wanted = check.updates if policy == "all" else check.security
+    if not wanted:
+        if check.updates:
+            notes.append(f"{image.name}: {check.summary()} pending (rebuild.on_updates: {policy})")
+        return []
+    data = {
+        "security": len(check.security),
+        "other": len(check.other),
+        "examples": {"security": check.examples(security=True), "other": check.examples(security=False)},
+        # Every one, for the drift pull request's body (format_markdown lists them).
+        "updates": [
+            {"name": u.name, "arch": u.arch, "installed": u.installed, "available": u.available, "security": u.security}
+            for u in wanted
+        ],
+    }
+    return [Reason("updates_available", check.summary(), data)]
+
+
+def _count_pending(number: int) -> str:
+    return f"{number} pending update{'s' if number != 1 else ''}"
+
+
+def _count_images(number: int) -> str:
+    return f"{number} image{'s' if number != 1 else ''}"
+
+
+def _some(items: Sequence[str], shown: int = 5) -> str:
+    return ", ".join(items[:shown]) + (f" and {len(items) - shown} more" if len(items) > shown else "")
+
+
 def _age_reasons(image: Image, version: int, built_at: str, now: datetime) -> list[Reason]:
     limit = image.rebuild.max_age_days
     if limit is None:
@@ -284,17 +349,17 @@ def _publish_only(old: Catalog | None, new: Catalog, building: set[str]) -> tupl
 
 def _share_changes(before: Share, after: Share) -> list[str]:
     changes: list[str] = []
-    for field in Share.model_fields:
-        was, now_is = getattr(before, field), getattr(after, field)
+    for attr in Share.model_fields:
+        was, now_is = getattr(before, attr), getattr(after, attr)
         if was == now_is:
             continue
         if isinstance(was, list) and isinstance(now_is, list):
             added = [f"+{v}" for v in now_is if v not in was]
             removed = [f"-{v}" for v in was if v not in now_is]
             # Same members, new order: a reviewer still sees the line move, and publish is harmless.
-            changes.append(f"share.{field}: {' '.join(added + removed) or 'reordered'}")
+            changes.append(f"share.{attr}: {' '.join(added + removed) or 'reordered'}")
         else:
-            changes.append(f"share.{field}: {_show(was)} → {_show(now_is)}")
+            changes.append(f"share.{attr}: {_show(was)} → {_show(now_is)}")
     return changes
 
 
@@ -332,8 +397,8 @@ def _show(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
-def _reason_data(reason: Reason) -> dict[str, str]:
-    return {"kind": reason.kind, "detail": reason.detail}
+def _reason_data(reason: Reason) -> dict[str, object]:
+    return {"kind": reason.kind, "detail": reason.detail, **reason.data}
 
 
 # Renderers: `stamp plan --format table|json|matrix|markdown`.
@@ -356,9 +421,15 @@ def format_table(plan: Plan) -> str:
         for publish in plan.publish_only:
             for reason in publish.reasons:
                 lines.append(f"  {publish.name}: {_one_line(reason.detail)}")
+    if plan.update_notes:
+        lines.append("")
+        lines.append("package updates:")
+        lines.extend(f"  {_one_line(note)}" for note in plan.update_notes)
     if not plan.sources_checked:
         lines.append("")
         lines.append(_NOT_CHECKED)
+    if not plan.updates_checked:
+        lines.append(_UPDATES_NOT_CHECKED)
     return "\n".join(lines) + "\n"
 
 
@@ -385,6 +456,7 @@ _NOT_CHECKED = (
     "Vendor source images were not checked (no cloud credentials here); "
     "the build on main checks them, so base images may also rebuild for a newer source."
 )
+_UPDATES_NOT_CHECKED = "Pending package updates were not checked (--no-update-check)."
 
 
 def format_markdown(plan: Plan) -> str:
@@ -406,13 +478,48 @@ def format_markdown(plan: Plan) -> str:
         out.append("")
         for publish in plan.publish_only:
             out.append(f"- `{publish.name}`: {'; '.join(_md(r.detail) for r in publish.reasons)}")
+    out.extend(_update_lists(plan))
     if count:
         out.append("")
         out.append(f"Build order: {' → '.join(' + '.join(f'`{n}`' for n in names) for names in plan.layers())}")
+    if plan.update_notes:
+        out.append("")
+        out.append("**Package updates** (not a reason to build on their own):")
+        out.append("")
+        out.extend(f"- {_md(note)}" for note in plan.update_notes[:_MAX_DETAILS])
+        if len(plan.update_notes) > _MAX_DETAILS:
+            out.append(f"- and {len(plan.update_notes) - _MAX_DETAILS} more")
     if not plan.sources_checked:
         out.append("")
         out.append(f"> {_md(_NOT_CHECKED)}")
+    if not plan.updates_checked:
+        out.append("")
+        out.append(f"> {_md(_UPDATES_NOT_CHECKED)}")
     return "\n".join(out) + "\n"
+
+
+# Rows listed per image in the markdown's package lists; the JSON has every one.
+_MAX_UPDATE_ROWS = 100
+
+
+def _update_lists(plan: Plan) -> list[str]:
+    """Per image with `updates available`, every pending update in a collapsed table: the drift pull request's
+    package list."""
+    out: list[str] = []
+    for item in plan.images:
+        for reason in item.reasons:
+            updates = reason.data.get("updates")
+            if reason.kind != "updates_available" or not isinstance(updates, list):
+                continue
+            out += ["", f"<details><summary>{_md(item.name)}: {_count_pending(len(updates))}</summary>", ""]
+            out += ["| package | installed | available | security |", "| --- | --- | --- | --- |"]
+            for update in updates[:_MAX_UPDATE_ROWS]:
+                name, installed, available = (_md(str(update[k])) for k in ("name", "installed", "available"))
+                out.append(f"| {name} | {installed} | {available} | {'yes' if update['security'] else ''} |")
+            if len(updates) > _MAX_UPDATE_ROWS:
+                out.append(f"| and {len(updates) - _MAX_UPDATE_ROWS} more | | | |")
+            out += ["", "</details>"]
+    return out
 
 
 def _grouped(reasons: Iterable[Reason]) -> list[str]:
@@ -460,6 +567,11 @@ def _source_lookup(target: Target) -> SourceLookup:
 
 def plan_for(args: argparse.Namespace, catalog: Catalog) -> Plan:
     lookup = None if args.no_source_check else _source_lookup(target_of(args, catalog))
+    updates = None
+    if not args.no_update_check:
+        # S3 (for inventories build/ lacks) only with source checks on: both need the cloud's credentials.
+        cloud = None if args.no_source_check else (lambda: target_of(args, catalog).cloud)
+        updates = update_lookup(catalog, Path(args.out), cloud)
     return plan_between(
         catalog.root,
         args.base,
@@ -467,6 +579,7 @@ def plan_for(args: argparse.Namespace, catalog: Catalog) -> Plan:
         catalog_path=catalog.path,
         source_lookup=lookup,
         now=clock.utc_now(),
+        update_lookup=updates,
     )
 
 
@@ -494,6 +607,7 @@ def plan_between(
     catalog_path: Path = CATALOG,
     source_lookup: SourceLookup | None,
     now: datetime,
+    update_lookup: UpdateLookup | None = None,
 ) -> Plan:
     """`stamp plan --base BASE [--head HEAD]`: the plan for `head` (or the working tree) against `base`.
 
@@ -514,4 +628,4 @@ def plan_between(
                 f"{head}: has no {repo_relative(repo, catalog_path)}", hint="pass --head a later revision"
             )
         new = found
-    return plan(old, new, paths, source_lookup=source_lookup, now=now)
+    return plan(old, new, paths, source_lookup=source_lookup, now=now, update_lookup=update_lookup)

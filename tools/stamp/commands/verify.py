@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stamp import output
-from stamp.catalog.load import Catalog
+from stamp.catalog.load import Catalog, Image
 from stamp.catalog.results import BuildResult, write_result
 from stamp.commands.common import catalog_of, target_of
 from stamp.drivers import proc
@@ -194,6 +194,8 @@ def verify_result(catalog: Catalog, result: BuildResult, target: Target, *, buil
         ssh_user=image.ssh_username,
         build_id=result.build_id,
     )
+    if not report.failed:
+        report = _security_gate(catalog, image, report, build_root / image.name)
     verdict = BuildResult.model_validate(
         result.model_dump()
         | {
@@ -211,6 +213,18 @@ def verify_result(catalog: Catalog, result: BuildResult, target: Target, *, buil
     # Stopped while the tests ran: the verdict is kept, but nothing after verification (record, publish) runs.
     check_stop(image.name, result.build_id)
     return verdict
+
+
+def _security_gate(catalog: Catalog, image: Image, report: TestReport, folder: Path) -> TestReport:
+    """A build that passed its tests still fails while security updates are pending (docs/inventory.md)."""
+    from stamp.catalog.inventory import PACKAGES_FILE, read_inventory
+    from stamp.commands.pending import security_gate
+
+    with output.step(image.name, "pending security updates"):
+        problems = security_gate(catalog, image, read_inventory(folder / PACKAGES_FILE))
+    for problem in problems:
+        output.say(f"[{image.name}] FAILED {problem}")
+    return TestReport(report.total + 1, report.failed + tuple(problems), report.junit, report.skipped, report.why)
 
 
 def _repo_relative(path: Path, root: Path) -> str:
