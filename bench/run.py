@@ -218,6 +218,7 @@ def bench_plan_updates(setup: Setup) -> Result:
         planned = {item.name for item in built.images if item.reasons[0].kind == "updates_available"}
         assert 0 < len(planned) < len(roots), "some root images, not all, have a pending security update"
         stamp_s, c_parse_s = interleaved(stamp_plan, c_parse(text))
+    repo.close()
     assert set(fetches) == {4}, f"each InRelease and index fetched once per plan, not {fetches}"
     return Result(
         f"plan with update checks ({len(roots)} roots, {len(planned)} to patch; 4 fetches)",

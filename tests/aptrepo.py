@@ -48,6 +48,11 @@ class AptRepo:
         self.keyring = self.root / "archive-keyring.gpg"
         self.keyring.write_bytes(self._gpg("--export"))
 
+    def close(self) -> None:
+        """Stop the gpg-agent that signing started for this key's home."""
+        kill = ["gpgconf", "--homedir", str(self.gnupg), "--kill", "gpg-agent"]
+        subprocess.run(kill, capture_output=True, check=False)
+
     def _gpg(self, *args: str, stdin: bytes | None = None) -> bytes:
         done = subprocess.run(
             [

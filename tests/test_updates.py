@@ -5,20 +5,33 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from aptrepo import AptRepo, Deb
-from builders import commit_all
+from builders import commit_all, load_text
 from stamp.catalog import inventory as inv
-from stamp.catalog.load import load_catalog
-from stamp.catalog.updates import Index, Unverified, index_keys, parse_packages, parse_release, pending
+from stamp.catalog.load import Image, load_catalog
+from stamp.catalog.models import Release
+from stamp.catalog.updates import (
+    Index,
+    NoInventory,
+    Unverified,
+    UpdateCheck,
+    index_keys,
+    parse_packages,
+    parse_release,
+    pending,
+)
 from stamp.cli import main
 from stamp.commands.pending import security_gate
+from stamp.commands.plan import plan as plan_catalogs
 from stamp.drivers.aptrepo import DEBIAN_KEYRING, AptIndexes
 
 PROBE = "stamp-probe"
+NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
 
 
 def inventory_of(sources: list[inv.AptSource], **versions: str) -> inv.Inventory:
@@ -106,11 +119,12 @@ def test_index_keys_follow_the_sources_components_and_architectures() -> None:
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> AptRepo:
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AptRepo]:
     made = AptRepo(tmp_path_factory.mktemp("apt"))
     made.publish("bookworm", [Deb(PROBE, "1.0"), Deb("other-tool", "2.0")])
     made.publish("bookworm-security", [Deb(PROBE, "1.1")], label="stamp-test-security")
-    return made
+    yield made
+    made.close()
 
 
 @pytest.fixture
@@ -157,11 +171,12 @@ def test_the_security_gate_reads_only_security_indexes(repo: AptRepo, served: st
 
 
 @pytest.fixture
-def broken(tmp_path: Path) -> AptRepo:
+def broken(tmp_path: Path) -> Iterator[AptRepo]:
     """A second repository whose suites the tests spoil one way each."""
     made = AptRepo(tmp_path / "repo")
     made.publish("bookworm-security", [Deb(PROBE, "1.1")])
-    return made
+    yield made
+    made.close()
 
 
 def security_probe(uri: str) -> inv.Inventory:
@@ -385,3 +400,19 @@ def test_the_security_gate_fails_closed_on_a_security_index_it_cannot_verify(
 def test_unverified_is_never_an_update() -> None:
     check = pending(inventory_of([], a="1"), [], [Unverified("http://a", "s", "why")])
     assert check.updates == () and check.summary() == "none"
+
+
+def test_a_stored_inventory_that_cannot_be_read_is_named_and_others_are_counted() -> None:
+    root_catalog = load_text(CATALOG.format(extra=""))
+
+    def lookup(image: Image, release: Release) -> UpdateCheck | NoInventory:
+        if image.name == "base":
+            return NoInventory("s3://bucket/golden/base/1/packages.json cannot be read: AccessDenied", stored=True)
+        return NoInventory("build/web/inventory/web-1-abc123.json does not exist")
+
+    found = plan_catalogs(root_catalog, root_catalog, [], source_lookup=None, now=NOW, update_lookup=lookup)
+    assert found.images == () and found.updates_checked
+    assert found.update_notes == (
+        "base v1: updates not checked: s3://bucket/golden/base/1/packages.json cannot be read: AccessDenied",
+        "updates not checked for 1 image without an inventory: web v1",
+    )

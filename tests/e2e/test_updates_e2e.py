@@ -114,6 +114,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, AptR
             _git(workspace, "commit", "-qm", "init")
             yield workspace, repo, uri
     finally:
+        repo.close()
         local.down(workspace)
 
 

@@ -141,6 +141,15 @@ class Unverified:
 
 
 @dataclass(frozen=True)
+class NoInventory:
+    """Why a release's updates were not checked. `stored` says a copy was stored (in S3) but could not be read:
+    worth showing on its own line, unlike a release that simply predates inventories."""
+
+    why: str
+    stored: bool = False
+
+
+@dataclass(frozen=True)
 class UpdateCheck:
     """Pending updates of one inventory. `unverified` non-empty means the answer is incomplete: never read it as
     "up to date"."""

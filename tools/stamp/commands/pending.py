@@ -10,7 +10,7 @@ from pathlib import Path
 from stamp.catalog import inventory as inv
 from stamp.catalog.load import Catalog, Image
 from stamp.catalog.models import Release
-from stamp.catalog.updates import UpdateCheck
+from stamp.catalog.updates import NoInventory, UpdateCheck
 from stamp.cloud.protocol import Cloud
 from stamp.commands.notes import Fetch, load_inventory, s3_fetch
 from stamp.drivers.aptrepo import AptIndexes
@@ -23,7 +23,7 @@ def keyrings(catalog: Catalog) -> list[Path]:
 
 def update_lookup(
     catalog: Catalog, build_root: Path, cloud: Callable[[], Cloud] | None, *, indexes: AptIndexes | None = None
-) -> Callable[[Image, Release], UpdateCheck | str]:
+) -> Callable[[Image, Release], UpdateCheck | NoInventory]:
     """The plan's update check: each release's inventory (from `build_root`, else from S3 through `cloud`, asked
     for only then) against the indexes of its apt sources, every index read once for the whole plan."""
     indexes = indexes or AptIndexes(keyrings(catalog))
@@ -41,12 +41,13 @@ def update_lookup(
 
         return fetch
 
-    def lookup(image: Image, release: Release) -> UpdateCheck | str:
-        found = load_inventory(build_root, image.name, release, fetch=fetch_for(image))
+    def lookup(image: Image, release: Release) -> UpdateCheck | NoInventory:
+        fetch = fetch_for(image)
+        found = load_inventory(build_root, image.name, release, fetch=fetch)
         if isinstance(found, str):
-            return found
+            return NoInventory(found, stored=fetch is not None and release.sbom is not None)
         if not found.sources:
-            return f"{found.packager} image without apt sources"
+            return NoInventory(f"{found.packager} image without apt sources")
         return indexes.check(found)
 
     return lookup

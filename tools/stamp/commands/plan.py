@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from stamp import clock
 from stamp.catalog.load import Catalog, Image, load_catalog
 from stamp.catalog.models import Release, Share
-from stamp.catalog.updates import UpdateCheck
+from stamp.catalog.updates import NoInventory, UpdateCheck
 from stamp.commands.common import catalog_of, target_of
 from stamp.commands.pending import update_lookup
 from stamp.drivers.git import CATALOG, catalog_at, diff_paths, merge_base, repo_relative, resolve_ref
@@ -76,7 +76,7 @@ TEMPLATES_DIR = "tools/stamp/templates/"
 SourceLookup = Callable[[Image, str], str | None]
 """Newest vendor AMI ID matching `image.source.filter` in a region, or None when nothing matches."""
 
-UpdateLookup = Callable[[Image, Release], UpdateCheck | str]
+UpdateLookup = Callable[[Image, Release], UpdateCheck | NoInventory]
 """Pending package updates of an image's release, or why they could not be looked at (no inventory)."""
 
 
@@ -282,12 +282,15 @@ def _source_reasons(image: Image, built_from: dict[str, str], lookup: SourceLook
 
 
 def _update_reasons(
-    image: Image, release: Release, check: UpdateCheck | str, notes: list[str], unread: list[str]
+    image: Image, release: Release, check: UpdateCheck | NoInventory, notes: list[str], unread: list[str]
 ) -> list[Reason]:
     """`updates available` when the pending updates meet the image's rebuild.on_updates; what is pending but
-    below it, and every index that cannot be verified, go to `notes`."""
-    if isinstance(check, str):
-        unread.append(f"{image.name} v{release.version}")
+    below it, every index that cannot be verified and every stored inventory that cannot be read go to `notes`."""
+    if isinstance(check, NoInventory):
+        if check.stored:
+            notes.append(f"{image.name} v{release.version}: updates not checked: {check.why}")
+        else:
+            unread.append(f"{image.name} v{release.version}")
         return []
     notes.extend(f"{image.name}: {u.text()}" for u in check.unverified)
     policy = image.rebuild.on_updates
