@@ -30,7 +30,9 @@ from stamp.hosts.target import target_for
 from stamp.local.aptcache import SWITCH
 
 REPO = Path(__file__).resolve().parents[1]
-TARGET_SECONDS = 30.0
+TARGET_SECONDS = 8.0
+# What reading the package inventory, writing the SBOM and the security gate may add to the loop.
+INVENTORY_TARGET_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -108,10 +110,16 @@ def main() -> int:
     loop = measure()
     if loop is None:
         return 1
-    ok = loop.verified == "passed" and loop.seconds < TARGET_SECONDS
+    ok = loop.verified == "passed" and loop.seconds <= TARGET_SECONDS
+    added = loop.timings.get("inventory", 0.0) + loop.timings.get("security_gate", 0.0)
+    added_ok = 0 < added <= INVENTORY_TARGET_SECONDS
     print(f"child image loop (edit web script -> build -> verify): {show(loop)}")
-    print(f"  target < {TARGET_SECONDS:.0f} s: {'ok' if ok else 'MISSED'}; verification {loop.verified}")
-    return 0 if ok else 1
+    print(f"  target <= {TARGET_SECONDS:.0f} s: {'ok' if ok else 'MISSED'}; verification {loop.verified}")
+    print(
+        f"  inventory + SBOM + security gate add {added:.2f} s: target <= {INVENTORY_TARGET_SECONDS:.0f} s"
+        f" {'ok' if added_ok else 'MISSED'}"
+    )
+    return 0 if ok and added_ok else 1
 
 
 if __name__ == "__main__":

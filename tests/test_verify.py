@@ -62,7 +62,7 @@ def test_aws_launcher_runs_tags_and_cleans_up_against_moto(aws: AwsCloud, make_a
     )
     labels = {"stamp:build-id": "web-20261126-abc"}
     with launched(launcher, ami_id, names=["v-1", "v-2"], ssh_user="admin", build_id="web-20261126-abc") as hosts:
-        assert len(hosts) == 2 and logins == hosts
+        assert len(hosts) == 2 and {h.instance_id for h in logins} == {h.instance_id for h in hosts}
         running = aws.describe_instances("us-east-1", [h.instance_id for h in hosts])
         assert {i.state for i in running} == {"running"}
         tagged = {r.kind for r in aws.list_tagged("us-east-1", value=labels["stamp:build-id"])}

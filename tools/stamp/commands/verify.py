@@ -7,8 +7,9 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +22,7 @@ from stamp.drivers.stopping import check_stop
 from stamp.errors import CatalogError, VerifyError
 from stamp.hosts.base import Host, Launcher
 from stamp.output import say
-from stamp.tags import VERIFIED, VERIFIED_TAG
+from stamp.tags import BUILD_ID_TAG, VERIFIED, VERIFIED_TAG
 
 if TYPE_CHECKING:
     from stamp.hosts.base import Target
@@ -35,6 +36,8 @@ class TestReport:
     skipped: tuple[str, ...] = ()
     # Failed test -> the first line of its assertion (or error) message, where the report has one.
     why: Mapping[str, str] = field(default_factory=dict)
+    # Seconds of the steps after the tests (inventory, security gate): result.json keeps them with the rest.
+    timings: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def passed(self) -> int:
@@ -96,13 +99,28 @@ def first_line(message: str) -> str:
 def launched(
     launcher: Launcher, ami_id: str, *, names: Sequence[str], ssh_user: str, build_id: str
 ) -> Iterator[list[Host]]:
-    """Instances that are terminated whatever happens, Ctrl-C included."""
-    hosts: list[Host] = []
+    """Instances started side by side (each boots on its own), terminated whatever happens, Ctrl-C included.
+
+    A launch still under way when Ctrl-C arrives is not waited for: its instance carries the build ID, so
+    `stamp gc` finds it.
+    """
+    futures: list[Future[Host]] = []
+    hosts: list[Host] | None = None
     try:
-        for name in names:
-            hosts.append(launcher.launch(ami_id, name=name, ssh_user=ssh_user, labels={"stamp:build-id": build_id}))
+        with ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="launch") as pool:
+            futures = [
+                pool.submit(launcher.launch, ami_id, name=name, ssh_user=ssh_user, labels={BUILD_ID_TAG: build_id})
+                for name in names
+            ]
+        hosts = [future.result() for future in futures if future.exception() is None]
+        for future in futures:
+            if (error := future.exception()) is not None:
+                raise error
+        # The caller may terminate some itself: it takes them out of this list.
         yield hosts
     finally:
+        if hosts is None:  # interrupted while launching: whatever did start
+            hosts = [f.result() for f in futures if f.done() and not f.cancelled() and f.exception() is None]
         for host in hosts:
             launcher.terminate(host)
 
@@ -137,6 +155,7 @@ def verify_ami(
     log.unlink(missing_ok=True)
     started = time.monotonic()
     names = [f"stamp-verify-{build_id}-{i}" for i in (1, 2)]
+    timings: dict[str, float] = {}
     with output.logging_to(report_dir / "logs" / "verify-commands.log"), ExitStack() as instances:
         with output.step(image, f"launch {len(names)} instances of {ami_id}"):
             hosts = instances.enter_context(
@@ -156,12 +175,14 @@ def verify_ami(
             # Passed: what is inside the image, read while its instance runs (docs/inventory.md).
             from stamp.commands import inventory
 
+            tick = time.monotonic()
             inventory.take(launcher, hosts[0], image=image, ami_id=ami_id, build_id=build_id, out=report_dir)
+            timings["inventory"] = round(time.monotonic() - tick, 2)
     report = read_junit(junit)
     failed = report.failed + tuple(f"stamp::instance-identity: {p}" for p in identity)
     if report.total == 0:
         failed += (f"stamp::no-tests: no tests ran from {tests_dir}",)
-    report = TestReport(report.total + 1, failed, junit, report.skipped, report.why)
+    report = TestReport(report.total + 1, failed, junit, report.skipped, report.why, timings)
     for name in report.skipped:
         output.say(f"[{image}] skipped (checked nothing): {name}")
     for name in report.failed:
@@ -202,7 +223,7 @@ def verify_result(catalog: Catalog, result: BuildResult, target: Target, *, buil
             "verified": "failed" if report.failed else "passed",
             "failed_tests": list(report.failed),
             "verify_report": _repo_relative(report.junit, catalog.root),
-            "timings": result.timings | {"verify": round(time.monotonic() - tick, 2)},
+            "timings": result.timings | {"verify": round(time.monotonic() - tick, 2)} | dict(report.timings),
         }
     )
     if not report.failed:
@@ -220,11 +241,17 @@ def _security_gate(catalog: Catalog, image: Image, report: TestReport, folder: P
     from stamp.catalog.inventory import PACKAGES_FILE, read_inventory
     from stamp.commands.pending import security_gate
 
+    tick = time.monotonic()
     with output.step(image.name, "pending security updates"):
         problems = security_gate(catalog, image, read_inventory(folder / PACKAGES_FILE))
     for problem in problems:
         output.say(f"[{image.name}] FAILED {problem}")
-    return TestReport(report.total + 1, report.failed + tuple(problems), report.junit, report.skipped, report.why)
+    return replace(
+        report,
+        total=report.total + 1,
+        failed=report.failed + tuple(problems),
+        timings={**report.timings, "security_gate": round(time.monotonic() - tick, 2)},
+    )
 
 
 def _repo_relative(path: Path, root: Path) -> str:

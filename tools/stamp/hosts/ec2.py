@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -86,6 +87,8 @@ class AwsLauncher:
     _key_name: str | None = field(default=None, init=False)
     _run_dir: Path | None = field(default=None, init=False)
     _running: set[str] = field(default_factory=set, init=False)
+    # Verification launches its instances side by side: one key pair for all of them, made and removed once.
+    _key_lock: threading.RLock = field(default_factory=threading.RLock, init=False)
 
     @property
     def ssh_config(self) -> Path:
@@ -140,6 +143,10 @@ class AwsLauncher:
 
     def _ensure_key_pair(self, tags: dict[str, str]) -> str:
         # Tagged like the instances (stamp:build-id), so the janitor finds a key pair a killed run left behind.
+        with self._key_lock:
+            return self._ensure_key_pair_locked(tags)
+
+    def _ensure_key_pair_locked(self, tags: dict[str, str]) -> str:
         if self._key_name is None:
             files = self._files()
             files.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -159,12 +166,13 @@ class AwsLauncher:
 
     def _release_key(self) -> None:
         """Delete the key pair and the private key: nothing may log in with it once verification is over."""
-        name, self._key_name = self._key_name, None
-        try:
-            if name is not None:
-                self.cloud.delete_key_pair(self.region, name)
-        finally:
-            self._remove_files()
+        with self._key_lock:
+            name, self._key_name = self._key_name, None
+            try:
+                if name is not None:
+                    self.cloud.delete_key_pair(self.region, name)
+            finally:
+                self._remove_files()
 
     def _remove_files(self) -> None:
         if self._run_dir is not None:
