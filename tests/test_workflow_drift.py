@@ -147,10 +147,10 @@ file.write_text(json.dumps(prs))
 # -- the job, as the runner runs it ------------------------------------------------------------------------------
 
 
-def job_steps() -> list[dict[str, Any]]:
+def job_steps(job: str = JOB) -> list[dict[str, Any]]:
     data = yaml.safe_load(SCHEDULE.read_text())
     assert isinstance(data, dict)
-    steps = data["jobs"][JOB]["steps"]
+    steps = data["jobs"][job]["steps"]
     assert isinstance(steps, list)
     return steps
 
@@ -162,7 +162,7 @@ def provided_by_the_test(step: dict[str, Any]) -> bool:
 
 
 _EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
-_CONDITION = re.compile(r"(?P<left>\S+)\s*(?P<op>==|!=)\s*''")
+_CONDITION = re.compile(r"(?P<left>\S+)\s*(?P<op>==|!=)\s*'(?P<right>[^']*)'")
 
 
 def value_of(expression: str, outputs: dict[str, dict[str, str]]) -> str:
@@ -183,8 +183,8 @@ def runs(condition: str, outputs: dict[str, dict[str, str]]) -> bool:
     bare = _EXPRESSION.fullmatch(condition.strip())
     found = _CONDITION.fullmatch(bare[1] if bare else condition.strip())
     assert found, f"the test does not evaluate `if: {condition}`: teach runs"
-    empty = value_of(found["left"], outputs) == ""
-    return empty if found["op"] == "==" else not empty
+    equal = value_of(found["left"], outputs) == found["right"]
+    return equal if found["op"] == "==" else not equal
 
 
 def read_outputs(path: Path) -> dict[str, str]:
@@ -329,7 +329,7 @@ def inventory(world: World, probe: str) -> inv.Inventory:
     )
 
 
-def seed(world: World, *, s3: bool = False) -> None:
+def seed(world: World, *, s3: bool = False, defaults: str = "", release_extra: str = "") -> None:
     """main of origin: the catalog and what it names, and this workflow (the repository has its .github/).
     With `s3`, base 1 names its SBOM in defaults.artifacts, beside which `stamp record` stored its inventory."""
     work = world.root / "seed"
@@ -342,11 +342,11 @@ def seed(world: World, *, s3: bool = False) -> None:
     shutil.copyfile(world.apt.keyring, work / "keys" / "archive.gpg")
     (work / ".github" / "workflows").mkdir(parents=True)
     shutil.copyfile(SCHEDULE, work / ".github" / "workflows" / SCHEDULE.name)
-    artifacts = sbom = ""
+    artifacts, sbom = defaults, release_extra
     if s3:
-        artifacts = f"  artifacts: {{bucket: {BUCKET}, prefix: {PREFIX}}}\n"
+        artifacts += f"  artifacts: {{bucket: {BUCKET}, prefix: {PREFIX}}}\n"
         uri = f"s3://{BUCKET}/{PREFIX}/base/1/sbom.cdx.json"
-        sbom = f'      sbom: {{uri: "{uri}", sha256: "{"0" * 64}"}}\n      packages: 2\n'
+        sbom += f'      sbom: {{uri: "{uri}", sha256: "{"0" * 64}"}}\n      packages: 2\n'
     catalog = CATALOG.format(
         artifacts=artifacts, filter=VENDOR_FILTER, build_id=BUILD_ID, vendor=world.vendor, sbom=sbom
     )
@@ -375,7 +375,7 @@ def keep_inventory(work: Path, world: World, probe: str) -> None:
     inv.write_json(inv.history_path(work / "build", "base", BUILD_ID), inventory(world, probe).model_dump_json())
 
 
-def run_job(world: World, work: Path) -> JobRun:
+def run_job(world: World, work: Path, job: str = JOB) -> JobRun:
     """Every step of the job the test does not stand in for, in order, as GitHub runs a `run:` without `shell:`
     (bash -e) in the workspace; a step whose `if:` is false is not run, a failing step ends the job."""
     temp = world.root / f"{work.name}.runner-temp"
@@ -384,7 +384,7 @@ def run_job(world: World, work: Path) -> JobRun:
     ran: list[StepRun] = []
     not_run: list[str] = []
     summary = ""
-    for index, step in enumerate(s for s in job_steps() if not provided_by_the_test(s)):
+    for index, step in enumerate(s for s in job_steps(job) if not provided_by_the_test(s)):
         name = str(step.get("name", step["run"]))
         if "if" in step and not runs(str(step["if"]), outputs):
             not_run.append(name)
