@@ -15,6 +15,7 @@ from pathlib import Path
 # publish_setup and gen_catalog sit beside this file: `python bench/run.py` puts this folder on sys.path. The
 # signed apt repository the update check reads is the tests' own (tests/aptrepo.py).
 import publish_setup
+import site_bench
 import yaml
 from gen_catalog import REGIONS, generate_catalog
 
@@ -23,10 +24,10 @@ from aptrepo import AptRepo, Deb
 from stamp.catalog import inventory as inv
 from stamp.catalog.load import load_catalog
 from stamp.catalog.models import ReleaseSource
+from stamp.catalog.rebuilds import Plan, plan
 from stamp.catalog.results import BuildResult
 from stamp.cloud.sharing import publish
 from stamp.commands.pending import update_lookup
-from stamp.commands.plan import Plan, plan
 from stamp.commands.record import record
 from stamp.drivers.aptrepo import AptIndexes
 
@@ -294,6 +295,22 @@ def bench_publish_wall(setup: Setup) -> Result:
     )
 
 
+def bench_site(setup: Setup) -> Result:
+    """`stamp site` for the big catalog: load, view model, one dot run for the lineage, pages, feeds, folder."""
+    text = setup.catalog_path.read_text()
+    out = setup.scratch / "site"
+    how = site_bench.generate(setup.catalog_path, out)
+    site_bench.check(out, 1000)
+    stamp_s, c_parse_s = interleaved(lambda: site_bench.generate(setup.catalog_path, out), c_parse(text))
+    return Result(
+        f"site for it: 1,000 pages, index.json, feed.atom (lineage {how})",
+        f"stamp {stamp_s:.2f}s",
+        f"PyYAML CSafeLoader parse {c_parse_s:.2f}s",
+        stamp_s / c_parse_s,
+        1.0,
+    )
+
+
 BENCHMARKS: list[Callable[[Setup], Result]] = [
     bench_load,
     bench_record,
@@ -301,6 +318,7 @@ BENCHMARKS: list[Callable[[Setup], Result]] = [
     bench_plan_updates,
     bench_publish_calls,
     bench_publish_wall,
+    bench_site,
 ]
 
 

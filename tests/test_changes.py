@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from stamp.catalog.load import Image
-from stamp.commands.plan import Plan, PublishOnly, Reason, SourceLookup, plan_between
+from stamp.catalog.rebuilds import Plan, PublishOnly, Reason, SourceLookup
+from stamp.commands.plan import plan_between
 from stamp.drivers.git import catalog_at, changed_paths
 from stamp.drivers.proc import run
 from stamp.errors import CatalogError, CatalogProblems

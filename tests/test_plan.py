@@ -8,19 +8,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from stamp.catalog.load import Catalog, Image, build_catalog, parse
-from stamp.commands.plan import (
-    MARKDOWN_MARKER,
-    ImagePlan,
-    Plan,
-    PublishOnly,
-    Reason,
-    format_json,
-    format_markdown,
-    format_matrix,
-    format_table,
-    images_for_paths,
-    plan,
-)
+from stamp.catalog.rebuilds import ImagePlan, Plan, PublishOnly, Reason, images_for_paths, plan
+from stamp.commands.plan import MARKDOWN_MARKER, format_json, format_markdown, format_matrix, format_table
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 

@@ -15,12 +15,13 @@ from stamp import clock
 from stamp.catalog.edit import set_channel, set_forced, with_release
 from stamp.catalog.load import load_catalog
 from stamp.catalog.models import Release, ReleaseSource
+from stamp.catalog.rebuilds import plan
 from stamp.catalog.releases import channel_head, channel_release
 from stamp.catalog.results import write_result
 from stamp.cli import main
 from stamp.cloud.aws import AwsCloud
 from stamp.cloud.sharing import channel_parameter_name, parameter_name, publish
-from stamp.commands.plan import format_json, plan
+from stamp.commands.plan import format_json
 from stamp.commands.promote import due_promotions, plan_promotion
 from stamp.commands.prune import AmiState, Usage, plan_prune
 from stamp.commands.record import release_from_result

@@ -15,6 +15,7 @@ from builders import commit_all, load_text
 from stamp.catalog import inventory as inv
 from stamp.catalog.load import Image, load_catalog
 from stamp.catalog.models import Release
+from stamp.catalog.rebuilds import plan as plan_catalogs
 from stamp.catalog.updates import (
     Index,
     NoInventory,
@@ -27,7 +28,6 @@ from stamp.catalog.updates import (
 )
 from stamp.cli import main
 from stamp.commands.pending import security_gate
-from stamp.commands.plan import plan as plan_catalogs
 from stamp.drivers.aptrepo import DEBIAN_KEYRING, AptIndexes
 
 PROBE = "stamp-probe"

@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from stamp.catalog.load import build_catalog, parse
-from stamp.commands.plan import format_matrix, plan
+from stamp.catalog.rebuilds import plan
+from stamp.commands.plan import format_matrix
 
 REPO = Path(__file__).resolve().parent.parent
 WORKFLOWS = REPO / ".github" / "workflows"

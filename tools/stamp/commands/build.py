@@ -16,11 +16,11 @@ from pathlib import Path
 from stamp import clock, output
 from stamp.catalog.load import Catalog, Image
 from stamp.catalog.models import ReleaseSource
+from stamp.catalog.rebuilds import definition_reasons, images_for_paths
 from stamp.catalog.results import BuildResult, result_path, write_result
 from stamp.cloud.protocol import ImageDetails, TaggedResource
 from stamp.commands import gc
 from stamp.commands.common import catalog_of, report_outcomes, target_of
-from stamp.commands.plan import definition_reasons, images_for_paths
 from stamp.drivers import packer, proc, runfiles
 from stamp.drivers.buildlock import build_lock
 from stamp.drivers.git import catalog_at, changed_paths
