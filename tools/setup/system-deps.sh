@@ -17,6 +17,10 @@ command -v gpg >/dev/null 2>&1 || need+=(gnupg)
 [ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 command -v node >/dev/null 2>&1 || need+=(nodejs npm)
+# `stamp site` draws the lineage with Graphviz's dot; tests/test_site_browser.py drives Debian's chromium.
+command -v dot >/dev/null 2>&1 || need+=(graphviz)
+command -v chromium >/dev/null 2>&1 || command -v google-chrome >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 # A container engine counts only if it really runs (a docker client without an engine does not).
 if ! podman info >/dev/null 2>&1 && ! docker info >/dev/null 2>&1; then
   need+=(podman runc uidmap slirp4netns fuse-overlayfs)

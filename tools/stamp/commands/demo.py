@@ -170,6 +170,7 @@ def run_demo(source: Path, *, keep: bool = False, workspace: Path | None = None)
         demo.step("lookup as JSON", "lookup", "web", "--format", "json")
         banner("summary")
         print(summary(load_catalog(scratch / "catalog.yaml"), scratch / "build"))
+        demo.step("the catalog as a web site (docs/site.md)", "site", "--out", str(source / "site"))
     finally:
         demo.step("local cloud down", "local", "down")
         if not keep:
