@@ -16,6 +16,7 @@ from pathlib import Path
 # signed apt repository the update check reads is the tests' own (tests/aptrepo.py).
 import publish_setup
 import site_bench
+import usage_bench
 import yaml
 from gen_catalog import REGIONS, generate_catalog
 
@@ -295,6 +296,48 @@ def bench_publish_wall(setup: Setup) -> Result:
     )
 
 
+def bench_usage_calls(setup: Setup) -> Result:
+    """`stamp usage` of 5 images in 20 regions, shared with 10 consumer accounts: calls made against the fewest."""
+    regions = REGIONS[:20]
+    publish_setup.reset(setup.endpoint)
+    amis = publish_setup.make_amis(setup.endpoint, regions, usage_bench.IMAGES)
+    found = usage_bench.catalog(setup.scratch, amis, regions)
+    cloud = publish_setup.cloud(setup.endpoint)
+    usage_bench.run_usage(found, cloud, workers=32)
+    made = sum(cloud.call_counts().values())
+    least = usage_bench.minimum_calls(len(regions), len(usage_bench.ACCOUNTS), usage_bench.IMAGES)
+    return Result(
+        f"usage API calls, {usage_bench.IMAGES} images x {len(regions)} regions x 11 accounts",
+        f"stamp {made} calls",
+        f"minimum {least}",
+        made / least,
+        1.0,
+    )
+
+
+def bench_usage_wall(setup: Setup) -> Result:
+    """The same `stamp usage` with its accounts and regions side by side, and one call at a time."""
+    regions = REGIONS[:20]
+    publish_setup.reset(setup.endpoint)
+    amis = publish_setup.make_amis(setup.endpoint, regions, usage_bench.IMAGES)
+    found = usage_bench.catalog(setup.scratch, amis, regions)
+
+    def timed(workers: int) -> float:
+        cloud = publish_setup.cloud(setup.endpoint, latency=MODELLED_LATENCY)
+        start = time.perf_counter()
+        usage_bench.run_usage(found, cloud, workers=workers)
+        return time.perf_counter() - start
+
+    parallel, serial = interleaved(lambda: timed(32), lambda: timed(1))
+    return Result(
+        f"usage wall time ({MODELLED_LATENCY * 1000:.0f} ms modelled latency per call)",
+        f"stamp {parallel:.2f}s",
+        f"same work, one at a time: {serial:.2f}s",
+        parallel / serial,
+        0.3,
+    )
+
+
 def bench_site(setup: Setup) -> Result:
     """`stamp site` for the big catalog: load, view model, one dot run for the lineage, pages, feeds, folder."""
     text = setup.catalog_path.read_text()
@@ -318,6 +361,8 @@ BENCHMARKS: list[Callable[[Setup], Result]] = [
     bench_plan_updates,
     bench_publish_calls,
     bench_publish_wall,
+    bench_usage_calls,
+    bench_usage_wall,
     bench_site,
 ]
 

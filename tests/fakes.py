@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import threading
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
@@ -81,6 +82,12 @@ class FakeCloud:
         # S3: bucket -> its region; (bucket, key) -> (bytes, content type).
         self.buckets: dict[str, str] = {}
         self.objects: dict[tuple[str, str], tuple[bytes, str]] = {}
+        # SNS: topic ARN -> the (message, attributes) published to it. EventBridge: (region, bus name) -> the
+        # (source, detail type, detail) entries put on it; every region has the bus `default`.
+        self.topics: dict[str, list[tuple[str, dict[str, str]]]] = {}
+        self.buses: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
+        # STS: role ARN -> the cloud of the account the role is in (a role not listed cannot be assumed).
+        self.roles: dict[str, FakeCloud] = {}
         self.calls: Counter[str] = Counter()
         self.fail: dict[str, CloudError] = {}
         self._ids = itertools.count(1)
@@ -153,6 +160,12 @@ class FakeCloud:
     def account_id(self) -> str:
         self._call("GetCallerIdentity")
         return self.account
+
+    def assume_role(self, role_arn: str, *, session_name: str) -> FakeCloud:
+        self._call("AssumeRole")
+        if role_arn not in self.roles:
+            raise CloudError(f"AssumeRole in us-east-1 for {role_arn} failed: AccessDenied: not authorized")
+        return self.roles[role_arn]
 
     def wait_until_available(
         self, region: str, ami_id: str, *, timeout: float = 900.0, delay: float = 5.0
@@ -430,6 +443,39 @@ class FakeCloud:
         if found is None:
             raise MissingResource(f"GetObject in {region} for s3://{bucket}/{key} failed: NoSuchKey")
         return found[0]
+
+    def add_topic(self, region: str, name: str) -> str:
+        """Test set-up, not counted: an SNS topic; returns its ARN."""
+        arn = f"arn:aws:sns:{region}:{self.account}:{name}"
+        self.topics.setdefault(arn, [])
+        return arn
+
+    def publish_message(self, region: str, topic_arn: str, message: str, *, attributes: Mapping[str, str]) -> str:
+        self._call("Publish")
+        if topic_arn not in self.topics or topic_arn.split(":")[3] != region:
+            raise MissingResource(f"Publish in {region} for SNS topic {topic_arn} failed: NotFound")
+        self.topics[topic_arn].append((message, dict(attributes)))
+        return self._id("message")
+
+    def put_event(self, region: str, bus: str, *, source: str, detail_type: str, detail: str) -> str:
+        self._call("PutEvents")
+        name = bus.rsplit("event-bus/", 1)[-1]
+        if name != "default" and (region, name) not in self.buses:
+            raise MissingResource(f"PutEvents in {region} for event bus {bus} failed: ResourceNotFoundException")
+        try:
+            is_object = isinstance(json.loads(detail), dict)
+        except ValueError:
+            is_object = False
+        if not is_object:
+            # EventBridge answers 200 and counts the entry as failed: Detail must be a JSON object.
+            raise CloudError(f"PutEvents in {region} for event bus {bus}: the event was refused: MalformedDetail")
+        self.buses.setdefault((region, name), []).append((source, detail_type, detail))
+        return self._id("event")
+
+    def put_text_parameter(self, region: str, name: str, value: str) -> None:
+        self._call("PutParameter")
+        existing = self.parameters.get((region, name))
+        self.parameters[(region, name)] = Parameter(name, value, existing.version + 1 if existing else 1)
 
 
 @dataclass

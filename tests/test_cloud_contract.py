@@ -12,7 +12,7 @@ from conftest import MakeAmi
 from fakes import FakeCloud
 from stamp.cloud.aws import AwsCloud
 from stamp.cloud.protocol import Cloud, ShareDiff, ShareSet
-from stamp.errors import CloudError
+from stamp.errors import CloudError, MissingResource
 from stamp.tags import BUILD_ID_TAG, IMAGE_TAG
 
 REGION = "eu-west-1"
@@ -23,16 +23,24 @@ ACCOUNTS = ShareSet(accounts=frozenset({"111122223333", "444455556666"}))
 class Subject:
     cloud: Cloud
     make_image: Callable[[], str]
+    # An SNS topic of that name in REGION; returns its ARN.
+    make_topic: Callable[[str], str]
 
 
 @pytest.fixture(params=["fake", "moto"])
 def subject(request: pytest.FixtureRequest) -> Subject:
     if request.param == "fake":
         fake = FakeCloud()
-        return Subject(fake, lambda: fake.add_image(REGION, "contract").ami_id)
+        return Subject(
+            fake, lambda: fake.add_image(REGION, "contract").ami_id, lambda name: fake.add_topic(REGION, name)
+        )
     aws: AwsCloud = request.getfixturevalue("aws")
     make_ami: MakeAmi = request.getfixturevalue("make_ami")
-    return Subject(aws, lambda: make_ami(REGION, "contract"))
+
+    def make_topic(name: str) -> str:
+        return str(aws.sns(REGION).create_topic(Name=name)["TopicArn"])
+
+    return Subject(aws, lambda: make_ami(REGION, "contract"), make_topic)
 
 
 def test_describe_images_answers_only_for_amis_that_exist(subject: Subject) -> None:
@@ -114,3 +122,32 @@ def test_terminated_instances_leave_the_janitors_list(subject: Subject) -> None:
     (after,) = cloud.describe_instances(REGION, [instance.instance_id])
     assert after.state in ("shutting-down", "terminated")
     assert not [r for r in cloud.list_tagged(REGION, BUILD_ID_TAG, "b-2") if r.kind == "instance"]
+
+
+# -- notifications (docs/events.md) -----------------------------------------------------------------------
+
+
+def test_a_message_reaches_an_existing_topic_and_a_missing_topic_is_missing(subject: Subject) -> None:
+    arn = subject.make_topic("stamp-releases")
+    message_id = subject.cloud.publish_message(REGION, arn, '{"a":1}', attributes={"event_type": "release.recorded"})
+    assert message_id
+    with pytest.raises(MissingResource):
+        subject.cloud.publish_message(REGION, f"{arn}-gone", "{}", attributes={"event_type": "release.recorded"})
+
+
+def test_an_event_reaches_the_default_bus_and_a_bad_one_is_refused(subject: Subject) -> None:
+    cloud = subject.cloud
+    assert cloud.put_event(REGION, "default", source="stamp", detail_type="release.recorded", detail='{"a":1}')
+    with pytest.raises(MissingResource):
+        cloud.put_event(REGION, "no-such-bus", source="stamp", detail_type="release.recorded", detail='{"a":1}')
+    # Refused entries come back in a 200 answer (FailedEntryCount), and still fail the call.
+    with pytest.raises(CloudError, match="refused"):
+        cloud.put_event(REGION, "default", source="stamp", detail_type="release.recorded", detail="not json")
+
+
+def test_a_text_parameter_is_written_over(subject: Subject) -> None:
+    cloud, name = subject.cloud, "/stamp/web/undelivered-events"
+    cloud.put_text_parameter(REGION, name, "[]")
+    cloud.put_text_parameter(REGION, name, '[{"a":1}]')
+    assert cloud.get_parameters(REGION, [name])[name].value == '[{"a":1}]'
+    assert cloud.delete_parameter(REGION, name) is True

@@ -375,7 +375,8 @@ def test_a_dry_run_prints_every_action_and_changes_nothing(
     report = prune(path, aws, now=NOW, dry_run=True)
     assert path.read_text() == before
     calls = aws.call_counts()
-    assert set(calls) <= {"DescribeImages", "DescribeLaunchTemplateVersions", "DescribeInstances", "GetParameters"}
+    reads = {"DescribeImages", "DescribeLaunchTemplateVersions", "DescribeInstances", "DescribeAutoScalingGroups"}
+    assert set(calls) <= reads | {"GetParameters"}
     text = "\n".join(report.lines())
     assert f"would deprecate web v2 (previous) → deprecated in the catalog: eu-west-1 {four[2]['eu-west-1']}" in text
     assert f"would retire web v1 (deprecated): deregister {four[1]['eu-west-1']} in eu-west-1, delete snap-" in text

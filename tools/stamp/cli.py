@@ -100,6 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["text", "json"], default="text", help="text (default) or json on stdout")
 
     p = add(
+        "usage",
+        "who launches each release: instances, launch templates, Auto Scaling groups, here and in consumer accounts",
+        "stamp usage web --format json",
+    )
+    p.add_argument("image", metavar="IMAGE", nargs="?", help="this image only (default: every image)")
+    _format_option(p)
+
+    p = add(
         "build",
         "run Packer for images (parents first); writes build/<image>/result.json",
         "stamp build web --parallel 2",
@@ -156,6 +164,24 @@ def build_parser() -> argparse.ArgumentParser:
         default="build",
         help="where verification kept the inventories: <out>/<image>/inventory/<build_id>.json (default: build)",
     )
+
+    p = add(
+        "site",
+        "write the catalog as a static web site: index.html, a page per image, index.json and feed.atom",
+        "stamp site --out site --build build",
+    )
+    p.add_argument("--out", default="site", help="the folder to write; replaced as a whole (default: site)")
+    p.add_argument(
+        "--build",
+        default="build",
+        help="where verification kept the inventories the release notes are made from (default: build)",
+    )
+    p.add_argument(
+        "--plan",
+        metavar="FILE",
+        help="a saved `stamp plan --format json` to show pending security updates from (default: BUILD/plan.json)",
+    )
+    p.add_argument("--no-dot", action="store_true", help="draw the lineage without Graphviz's dot")
 
     p = add(
         "plan",

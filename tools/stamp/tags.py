@@ -19,6 +19,11 @@ REVOKED_TAG = "stamp:revoked"
 # DescribeImages answer prune makes anyway), and the only deprecation mark where the endpoint has no
 # EnableImageDeprecation (moto answers HTTP 500).
 DEPRECATED_AT_TAG = "stamp:deprecated-at"
+# The release events delivered to every notification target (docs/events.md), on the release's AMI in its first
+# region: event keys separated by commas (`recorded,published,promoted:stable`), added only after a delivery, so
+# `stamp publish` delivers whatever is missing (at least once). A list longer than TAG_VALUE_MAX goes on in
+# `stamp:notified-2`, `stamp:notified-3`, and so on.
+NOTIFIED_TAG = "stamp:notified"
 # EC2 tag values hold at most 256 characters.
 TAG_VALUE_MAX = 256
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic_core import PydanticCustomError
@@ -123,6 +124,14 @@ class Artifacts(Model):
         return "/".join(part for part in (self.prefix, image, str(version)) if part) + "/"
 
 
+class Consumers(Model):
+    """How stamp reaches the accounts it shares with (docs/rollout.md, Consumer accounts)."""
+
+    role: Annotated[
+        str, StringConstraints(pattern=r"^arn:aws[a-z-]*:iam::\{account\}:role/[A-Za-z0-9+=,.@_/-]{1,512}$")
+    ] = Field(description="The role to assume in each account, with {account} where its ID goes")
+
+
 class SbomRef(Model):
     uri: S3Uri = Field(description="The SBOM's S3 URI; packages.json sits beside it")
     sha256: Sha256 = Field(description="SHA-256 of the SBOM as uploaded (hex)")
@@ -167,6 +176,63 @@ def check_channels(channels: dict[str, Channel] | None) -> dict[str, Channel] | 
 
 Channels = Annotated[dict[ChannelName, Channel], AfterValidator(check_channels)]
 
+# Notifications (docs/events.md). Standard SNS topics only: a FIFO topic would need a message group per publish.
+SnsTopicArn = Annotated[
+    str, StringConstraints(pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$")
+]
+EventBusName = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^([A-Za-z0-9._-]{1,256}|arn:aws[a-z-]*:events:[a-z0-9-]+:[0-9]{12}:event-bus/[A-Za-z0-9._/-]{1,256})$"
+    ),
+]
+EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+# Loopback hosts, the only ones a webhook may reach over plain http: a signed body still travels in clear text.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def https_or_loopback(url: str) -> str:
+    """A webhook URL: https, or http to this machine only (a test receiver)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        host = None
+    if host and (parts.scheme == "https" or (parts.scheme == "http" and host in LOOPBACK_HOSTS)):
+        return url
+    raise PydanticCustomError(
+        "webhook_url", "a webhook URL must start with https:// (plain http only to 127.0.0.1 or localhost)"
+    )
+
+
+WebhookUrl = Annotated[
+    str, StringConstraints(min_length=9, max_length=2048, pattern=r"^\S+$"), AfterValidator(https_or_loopback)
+]
+
+
+class EventBridge(Model):
+    bus: EventBusName = Field(
+        default="default",
+        description="An event bus name, in the first of defaults.regions, or an event bus ARN (its own region)",
+    )
+
+
+class Webhook(Model):
+    url: WebhookUrl = Field(description="Where events are POSTed as JSON: https (http only to loopback)")
+    secret_env: EnvName = Field(
+        description="The environment variable holding the HMAC-SHA256 secret that signs each body"
+        " (X-Stamp-Signature); read at delivery time"
+    )
+
+
+class Notify(Model):
+    """Where stamp announces release events (docs/events.md); every target gets every event."""
+
+    sns: list[SnsTopicArn] = Field(default=[], description="SNS topic ARNs, each published to in its own region")
+    eventbridge: EventBridge | None = Field(default=None, description="An EventBridge bus, e.g. {bus: default}")
+    webhooks: list[Webhook] = Field(default=[], description="HTTP endpoints, each body signed with its secret")
+
 
 class Defaults(Model):
     regions: list[Region] = Field(default=["us-east-1"], min_length=1)
@@ -179,6 +245,11 @@ class Defaults(Model):
     artifacts: Artifacts | None = Field(
         default=None, description="S3 location for each release's inventory and SBOM; without it they stay in build/"
     )
+    consumers: Consumers | None = Field(
+        default=None,
+        description="A role in each account images are shared with: publish keeps the parameters there too, usage"
+        " and prune look there for users",
+    )
     verify: VerifyPolicy = VerifyPolicy()
     apt_keyrings: list[RepoPath] = Field(
         default=["/usr/share/keyrings/debian-archive-keyring.gpg"],
@@ -189,6 +260,11 @@ class Defaults(Model):
         default=None,
         description="Rollout channels in order, e.g. {candidate: {}, stable: {after: candidate, soak_days: 7}}; "
         "recorded releases enter the first (docs/rollout.md)",
+    )
+    notify: Notify | None = Field(
+        default=None,
+        description="Release events to SNS topics, an EventBridge bus and webhooks, e.g. {sns: [arn:aws:sns:…]} "
+        "(docs/events.md)",
     )
 
 

@@ -54,6 +54,8 @@ if TYPE_CHECKING:
 
 # Filter values per DescribeImages call: EC2 caps the values of one filter at 200.
 _IMAGE_IDS_PER_CALL = 100
+# DescribeLaunchConfigurations takes at most 50 names.
+_LAUNCH_CONFIGURATIONS_PER_CALL = 50
 # GetParameters accepts at most 10 names.
 _PARAMETERS_PER_CALL = 10
 _WAITABLE_STATES = frozenset({"pending"})
@@ -84,6 +86,14 @@ _DENIED = frozenset(
 _THROTTLED = frozenset({"RequestLimitExceeded", "Throttling", "ThrottlingException", "TooManyRequestsException"})
 _SSM_OPERATIONS = frozenset({"GetParameter", "GetParameters", "PutParameter"})
 _S3_OPERATIONS = frozenset({"CreateBucket", "PutObject", "HeadObject", "GetObject"})
+# The service of each call outside EC2, SSM and S3, for the permission a refusal names.
+_SERVICES = {
+    "Publish": "sns",
+    "PutEvents": "events",
+    "AssumeRole": "sts",
+    "DescribeAutoScalingGroups": "autoscaling",
+    "DescribeLaunchConfigurations": "autoscaling",
+}
 # S3's answers for a missing bucket or key; HeadObject has no body, so only its HTTP status comes back.
 _S3_NOT_FOUND = frozenset({"NoSuchBucket", "NoSuchKey", "404", "NotFound"})
 
@@ -103,6 +113,7 @@ class AwsCloud:
         retry_mode: Literal["standard", "adaptive"] = "adaptive",
         session: boto3.session.Session | None = None,
         credentials: tuple[str, str] | None = None,
+        client_keys: Mapping[str, str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -114,6 +125,7 @@ class AwsCloud:
         # request-rate limits instead of retrying into them (botocore's default gives up after ~1.5 s).
         # total_max_attempts counts the first try too; botocore's `max_attempts` key counts retries only:
         # https://boto3.amazonaws.com/v1/documentation/api/latest/guide/retries.html
+        self._retry_mode = retry_mode
         self._config = Config(
             retries={"mode": retry_mode, "total_max_attempts": max_attempts},
             connect_timeout=10,
@@ -123,6 +135,8 @@ class AwsCloud:
         self._session = session
         # Static keys for the local cloud, so its throwaway keys never have to sit in the environment.
         self._credentials = credentials
+        # An assumed role's temporary keys, given to each client of the shared session (assume_role).
+        self._client_keys = dict(client_keys or {})
         self._sleep = sleep
         self._clock = clock
         self._clients: dict[tuple[str, str], Any] = {}
@@ -149,23 +163,36 @@ class AwsCloud:
         # Typed loosely, as kms. A bucket in another region answers with a redirect that botocore follows.
         return self._client("s3", region)
 
+    def sns(self, region: str) -> Any:
+        # Typed loosely, as kms.
+        return self._client("sns", region)
+
+    def events(self, region: str) -> Any:
+        # EventBridge's client; typed loosely, as kms.
+        return self._client("events", region)
+
+    def _base_session(self) -> boto3.session.Session:
+        """The session every client is made from (callers hold `_lock`)."""
+        if self._session is None:
+            keys = self._credentials
+            self._session = (
+                boto3.session.Session(aws_access_key_id=keys[0], aws_secret_access_key=keys[1])
+                if keys
+                else boto3.session.Session()
+            )
+        return self._session
+
     def _client(self, service: str, region: str) -> Any:
         key = (service, region)
         with self._lock:
             client = self._clients.get(key)
             if client is None:
-                if self._session is None:
-                    keys = self._credentials
-                    self._session = (
-                        boto3.session.Session(aws_access_key_id=keys[0], aws_secret_access_key=keys[1])
-                        if keys
-                        else boto3.session.Session()
-                    )
-                client = self._session.client(
+                client = self._base_session().client(
                     service,  # type: ignore[call-overload]
                     region_name=region,
                     endpoint_url=self.endpoint_url,
                     config=self._config,
+                    **self._client_keys,
                 )
                 # after-call fires once per API call, after botocore's retries, so retries are not counted.
                 client.meta.events.register("after-call", self._count)
@@ -255,7 +282,9 @@ class AwsCloud:
         code = str(error.get("Code", "Unknown"))
         text = str(error.get("Message", "")).strip()
         message = f"{operation} in {region} for {resource} failed: {code}" + (f": {text}" if text else "")
-        service = "ssm" if operation in _SSM_OPERATIONS else "s3" if operation in _S3_OPERATIONS else "ec2"
+        service = _SERVICES.get(operation) or (
+            "ssm" if operation in _SSM_OPERATIONS else "s3" if operation in _S3_OPERATIONS else "ec2"
+        )
         if operation in _S3_OPERATIONS and code in _S3_NOT_FOUND:
             return MissingResource(
                 message,
@@ -547,6 +576,33 @@ class AwsCloud:
             answer = self._client("sts", "us-east-1").get_caller_identity()
         return str(answer["Account"])
 
+    def assume_role(self, role_arn: str, *, session_name: str) -> AwsCloud:
+        with self._errors("AssumeRole", "us-east-1", role_arn):
+            answer = self._client("sts", "us-east-1").assume_role(RoleArn=role_arn, RoleSessionName=session_name)
+        keys = answer["Credentials"]
+        with self._lock:
+            session = self._base_session()
+        # The same session with the role's keys on each client: a session loads the service models once (EC2's
+        # takes ~50 ms of CPU per load), so ten accounts in twenty regions do not load them 200 times.
+        other = AwsCloud(
+            self.endpoint_url,
+            max_attempts=self.max_attempts,
+            retry_mode=self._retry_mode,
+            session=session,
+            client_keys={
+                "aws_access_key_id": keys["AccessKeyId"],
+                "aws_secret_access_key": keys["SecretAccessKey"],
+                "aws_session_token": keys["SessionToken"],
+            },
+            sleep=self._sleep,
+            clock=self._clock,
+        )
+        # One session makes the clients of both, under one lock (sessions are not thread-safe); one count for every
+        # account a command reaches, which the benchmarks compare with the minimum.
+        other._lock = self._lock
+        other._calls, other._calls_lock = self._calls, self._calls_lock
+        return other
+
     def list_tagged(self, region: str, key: str = BUILD_ID_TAG, value: str | None = None) -> list[TaggedResource]:
         tag_filter: FilterTypeDef = (
             {"Name": "tag-key", "Values": [key]} if value is None else {"Name": f"tag:{key}", "Values": [value]}
@@ -653,6 +709,8 @@ class AwsCloud:
             return []
         ec2 = self.ec2(region)
         users: dict[tuple[str, str], ImageUser] = {}
+        # Template ID -> version ("$Latest", "$Default" or its number) -> its AMI, for the Auto Scaling groups too.
+        templates: dict[str, dict[str, str]] = {}
         # Without a template ID, the versions $Latest and $Default describe every launch template in the region:
         # https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeLaunchTemplateVersions.html
         with self._errors("DescribeLaunchTemplateVersions", region, "every launch template"):
@@ -660,11 +718,13 @@ class AwsCloud:
             for page in pages.paginate(Versions=["$Latest", "$Default"]):
                 for version in page.get("LaunchTemplateVersions", []):
                     ami_id = version.get("LaunchTemplateData", {}).get("ImageId", "")
-                    if ami_id not in wanted:
-                        continue
                     template_id = version.get("LaunchTemplateId", "")
                     number = version.get("VersionNumber", 0)
                     which = "$Default" if version.get("DefaultVersion") else "$Latest"
+                    known = templates.setdefault(template_id, {})
+                    known[str(number)] = known[which] = ami_id
+                    if ami_id not in wanted:
+                        continue
                     detail = f"{version.get('LaunchTemplateName', '')} version {number}, {which}"
                     # A template whose $Latest is its $Default comes back twice.
                     key = (template_id, str(number))
@@ -685,7 +745,69 @@ class AwsCloud:
                             users[("instance", instance.instance_id)] = ImageUser(
                                 region, "instance", instance.instance_id, instance.ami_id, instance.state
                             )
+        for group in self._auto_scaling_groups(region, templates):
+            if group.ami_id in wanted:
+                users[("auto-scaling-group", group.resource_id)] = group
         return sorted(users.values(), key=lambda u: (u.ami_id, u.kind, u.resource_id))
+
+    def _auto_scaling_groups(self, region: str, templates: dict[str, dict[str, str]]) -> list[ImageUser]:
+        """Every Auto Scaling group with the AMI it launches: from its launch template's version (the versions
+        already read, else one DescribeLaunchTemplateVersions per template) or its launch configuration."""
+        autoscaling = self._client("autoscaling", region)
+        with self._errors("DescribeAutoScalingGroups", region, "every Auto Scaling group"):
+            pages = autoscaling.get_paginator("describe_auto_scaling_groups").paginate()
+            groups = [group for page in pages for group in page.get("AutoScalingGroups", [])]
+        by_config = sorted({g["LaunchConfigurationName"] for g in groups if g.get("LaunchConfigurationName")})
+        configs: dict[str, str] = {}
+        for start in range(0, len(by_config), _LAUNCH_CONFIGURATIONS_PER_CALL):
+            names = by_config[start : start + _LAUNCH_CONFIGURATIONS_PER_CALL]
+            with self._errors("DescribeLaunchConfigurations", region, f"launch configurations {_names(names)}"):
+                for page in autoscaling.get_paginator("describe_launch_configurations").paginate(
+                    LaunchConfigurationNames=names
+                ):
+                    for config in page.get("LaunchConfigurations", []):
+                        configs[config["LaunchConfigurationName"]] = config.get("ImageId", "")
+        found = []
+        for group in groups:
+            name = group["AutoScalingGroupName"]
+            spec = group.get("LaunchTemplate") or group.get("MixedInstancesPolicy", {}).get("LaunchTemplate", {}).get(
+                "LaunchTemplateSpecification"
+            )
+            if spec:
+                template_id, version = self._template_id(region, spec), str(spec.get("Version") or "$Default")
+                ami_id = templates.get(template_id, {}).get(version) or self._template_version_ami(
+                    region, template_id, version, templates
+                )
+                found.append(
+                    ImageUser(region, "auto-scaling-group", name, ami_id, f"launch template version {version}")
+                )
+            elif group.get("LaunchConfigurationName"):
+                config = group["LaunchConfigurationName"]
+                found.append(
+                    ImageUser(
+                        region, "auto-scaling-group", name, configs.get(config, ""), f"launch configuration {config}"
+                    )
+                )
+        return found
+
+    def _template_id(self, region: str, spec: Mapping[str, Any]) -> str:
+        if spec.get("LaunchTemplateId"):
+            return str(spec["LaunchTemplateId"])
+        with self._errors("DescribeLaunchTemplates", region, f"launch template {spec.get('LaunchTemplateName')}"):
+            answer = self.ec2(region).describe_launch_templates(LaunchTemplateNames=[spec["LaunchTemplateName"]])
+        return str(answer["LaunchTemplates"][0]["LaunchTemplateId"])
+
+    def _template_version_ami(
+        self, region: str, template_id: str, version: str, templates: dict[str, dict[str, str]]
+    ) -> str:
+        with self._errors("DescribeLaunchTemplateVersions", region, f"launch template {template_id} version {version}"):
+            answer = self.ec2(region).describe_launch_template_versions(
+                LaunchTemplateId=template_id, Versions=[version]
+            )
+        versions = answer.get("LaunchTemplateVersions", [])
+        ami_id = versions[0].get("LaunchTemplateData", {}).get("ImageId", "") if versions else ""
+        templates.setdefault(template_id, {})[version] = ami_id
+        return ami_id
 
     def delete_parameter(self, region: str, name: str) -> bool:
         try:
@@ -738,6 +860,50 @@ class AwsCloud:
             answer = self.s3(region).get_object(Bucket=bucket, Key=key)
             body: bytes = answer["Body"].read()
         return body
+
+    # -- notifications (docs/events.md) ----------------------------------------------------------------------
+
+    def publish_message(self, region: str, topic_arn: str, message: str, *, attributes: Mapping[str, str]) -> str:
+        fields = {name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()}
+        try:
+            with self._errors("Publish", region, f"SNS topic {topic_arn}"):
+                answer = self.sns(region).publish(TopicArn=topic_arn, Message=message, MessageAttributes=fields)
+        except CloudError as exc:
+            # SNS says NotFound for a missing topic, which the shared mapper does not know.
+            if ": NotFound" in exc.message:
+                raise MissingResource(exc.message, hint="create the topic, or correct defaults.notify.sns") from None
+            raise
+        return str(answer.get("MessageId", ""))
+
+    def put_event(self, region: str, bus: str, *, source: str, detail_type: str, detail: str) -> str:
+        entry = {"Source": source, "DetailType": detail_type, "Detail": detail, "EventBusName": bus}
+        try:
+            with self._errors("PutEvents", region, f"event bus {bus}"):
+                answer = self.events(region).put_events(Entries=[entry])
+        except CloudError as exc:
+            if ": ResourceNotFoundException" in exc.message:
+                hint = "create the event bus, or correct defaults.notify.eventbridge"
+                raise MissingResource(exc.message, hint=hint) from None
+            raise
+        # PutEvents answers 200 with the refused entries counted: a failure there is not an exception.
+        result = (answer.get("Entries") or [{}])[0]
+        if answer.get("FailedEntryCount", 0) or not result.get("EventId"):
+            why = f"{result.get('ErrorCode', 'no event ID')}: {result.get('ErrorMessage', '')}".rstrip(": ")
+            raise CloudError(
+                f"PutEvents in {region} for event bus {bus}: the event was refused: {why}",
+                hint="check the bus's permissions and quotas; the next `stamp publish` delivers it again",
+            )
+        return str(result["EventId"])
+
+    def put_text_parameter(self, region: str, name: str, value: str) -> None:
+        with self._errors("PutParameter", region, name):
+            self.ssm(region).put_parameter(
+                Name=name,
+                Value=value,
+                Type="String",
+                Description="Release events stamp could not deliver yet; written by stamp",
+                Overwrite=True,
+            )
 
 
 def _hex(checksum: Any) -> str | None:

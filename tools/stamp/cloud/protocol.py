@@ -191,6 +191,13 @@ class Cloud(Protocol):
         """The account the credentials act in (STS GetCallerIdentity, which needs no permission)."""
         ...
 
+    def assume_role(self, role_arn: str, *, session_name: str) -> Cloud:
+        """The same cloud, acting as the role `role_arn` (another account's, usually): STS AssumeRole.
+
+        CloudError when the role cannot be assumed (it does not exist, or does not trust these credentials).
+        """
+        ...
+
     def wait_until_available(
         self, region: str, ami_id: str, *, timeout: float = 900.0, delay: float = 5.0
     ) -> ImageDetails:
@@ -308,16 +315,39 @@ class Cloud(Protocol):
         """The object's bytes; MissingResource when the bucket or the key does not exist."""
         ...
 
+    # -- notifications: SNS, EventBridge, and the parameter that keeps undelivered events (docs/events.md) ----------
+
+    def publish_message(self, region: str, topic_arn: str, message: str, *, attributes: Mapping[str, str]) -> str:
+        """SNS Publish of `message` with String message attributes; returns the message ID.
+
+        MissingResource when the topic does not exist.
+        """
+        ...
+
+    def put_event(self, region: str, bus: str, *, source: str, detail_type: str, detail: str) -> str:
+        """EventBridge PutEvents of one entry on `bus` (a name or an ARN); returns the event ID.
+
+        CloudError when the entry was refused (FailedEntryCount), MissingResource when the bus does not exist.
+        """
+        ...
+
+    def put_text_parameter(self, region: str, name: str, value: str) -> None:
+        """Writes a plain String parameter, over the one there may be."""
+        ...
+
 
 @dataclass(frozen=True)
 class ImageUser:
     """Something that still launches from an AMI: a launch template version, or an instance that can restart."""
 
     region: str
-    kind: Literal["launch-template", "instance"]
+    kind: Literal["launch-template", "instance", "auto-scaling-group"]
     resource_id: str
     ami_id: str
     detail: str = ""
+    # Set for a user in a consumer account (docs/rollout.md, Consumer accounts); empty in the account asked.
+    account: str = ""
 
     def line(self) -> str:
-        return f"{self.kind} {self.resource_id}" + (f" ({self.detail})" if self.detail else "") + f" in {self.region}"
+        where = f" in {self.region}" + (f" of account {self.account}" if self.account else "")
+        return f"{self.kind} {self.resource_id}" + (f" ({self.detail})" if self.detail else "") + where

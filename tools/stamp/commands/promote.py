@@ -24,8 +24,9 @@ from stamp.catalog.releases import (
     find_release,
 )
 from stamp.cloud.sharing import channel_parameter_name
-from stamp.commands.common import catalog_of
+from stamp.commands.common import catalog_of, target_of
 from stamp.errors import CatalogError, PromotionRefused, UsageError
+from stamp.notify import notifier
 from stamp.output import show
 
 # Statuses a release may be promoted from: deprecated and revoked releases are on their way out.
@@ -375,7 +376,10 @@ def run(args: argparse.Namespace) -> int:
                 hint="stamp promote --due [IMAGE] [--apply]",
             )
         images = catalog.select([args.image]) if args.image else None
-        show(promote_due(catalog.path, now, images, apply=args.apply), args.format)
+        report = promote_due(catalog.path, now, images, apply=args.apply)
+        show(report, args.format)
+        if report.applied:
+            _announce(args, catalog, [(p.image, p.version) for p in report.due])
         return 0
     if args.apply:
         raise UsageError("--apply goes with --due", hint="stamp promote --due --apply")
@@ -392,4 +396,13 @@ def run(args: argparse.Namespace) -> int:
     promotion = promote(catalog.path, name, args.to, args.version, now=now, reason=reason if args.force else None)
     unneeded = args.force and promotion.already is None and promotion.forced is None
     show(PromoteReport(promotion, force_unneeded=unneeded), args.format)
+    if promotion.already is None:
+        _announce(args, catalog, [(name, promotion.version)])
     return 0
+
+
+def _announce(args: argparse.Namespace, catalog: Catalog, releases: Sequence[tuple[str, int]]) -> None:
+    """release.promoted right away, when the catalog names targets (only then is the cloud asked anything)."""
+    if releases and notifier.configured(catalog):
+        cloud = target_of(args, catalog).cloud
+        notifier.Notifier(store.read_checked(catalog.path)[1], cloud).announce(releases)

@@ -18,6 +18,7 @@ from stamp.catalog.load import Catalog
 from stamp.catalog.models import Release
 from stamp.catalog.releases import RETAINED, channel_heads, newest_first
 from stamp.clock import iso, parse_time
+from stamp.cloud.consumers import users_elsewhere
 from stamp.cloud.protocol import Cloud, ImageDetails, ImageUser
 from stamp.cloud.sharing import channel_parameter_name, parameter_name
 from stamp.commands.common import catalog_of, target_of
@@ -26,6 +27,8 @@ from stamp.errors import (
     MissingResource,
     PolicyError,
 )
+from stamp.notify import notifier
+from stamp.notify.expected import Extra
 from stamp.output import show
 from stamp.tags import DEPRECATED_AT_TAG
 
@@ -63,6 +66,8 @@ class Usage:
     amis: Mapping[tuple[str, str], AmiState] = field(default_factory=dict)
     users: Mapping[tuple[str, str], tuple[ImageUser, ...]] = field(default_factory=dict)
     parameters: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    # Why an AMI's users are not known: a consumer account that could not be read. Retiring it would be a guess.
+    unknown: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -226,6 +231,7 @@ def _plan_release(
             if usage.parameters.get((region, channel)) == ami_id
         ]
         blockers += [user.line() for user in usage.users.get((region, ami_id), ())]
+        blockers += usage.unknown.get((region, ami_id), ())
     if blockers:
         return Action(
             "refuse",
@@ -249,6 +255,7 @@ def observe(catalog: Catalog, cloud: Cloud, images: Sequence[str] | None = None,
     names = catalog.select(images)
     wanted: dict[str, set[str]] = {}
     retiring: dict[str, set[str]] = {}
+    retiring_by_image: dict[str, dict[str, set[str]]] = {}
     parameters: dict[str, set[str]] = {}
     for name in names:
         for release in catalog.releases.get(name, ()):
@@ -258,6 +265,7 @@ def observe(catalog: Catalog, cloud: Cloud, images: Sequence[str] | None = None,
                 parameters[region].update(channel_parameter_name(name, c) for c, _ in catalog.images[name].channels)
                 if release.status not in RETAINED:
                     retiring.setdefault(region, set()).add(ami_id)
+                    retiring_by_image.setdefault(name, {}).setdefault(region, set()).add(ami_id)
 
     def look(region: str) -> tuple[dict[str, ImageDetails], list[ImageUser], dict[str, str]]:
         found = cloud.describe_images(region, wanted[region])
@@ -277,7 +285,15 @@ def observe(catalog: Catalog, cloud: Cloud, images: Sequence[str] | None = None,
             for user in region_users:
                 users.setdefault((region, user.ami_id), []).append(user)
             values.update({(region, n): v for n, v in region_values.items()})
-    return Usage(amis, {key: tuple(found) for key, found in users.items()}, values)
+    elsewhere, unknown = users_elsewhere(catalog, cloud, retiring_by_image)
+    for key, found_there in elsewhere.items():
+        users.setdefault(key, []).extend(found_there)
+    return Usage(
+        amis,
+        {key: tuple(found) for key, found in users.items()},
+        values,
+        {key: tuple(why) for key, why in unknown.items()},
+    )
 
 
 @dataclass(frozen=True)
@@ -450,8 +466,33 @@ def _orphan_notes(catalog: Catalog) -> tuple[str, ...]:
 def run(args: argparse.Namespace) -> int:
     catalog = catalog_of(args)
     names = catalog.select(args.images or None)
-    report = prune(catalog.path, target_of(args, catalog).cloud, names, now=clock.utc_now(), dry_run=args.dry_run)
+    cloud = target_of(args, catalog).cloud
+    report = prune(catalog.path, cloud, names, now=clock.utc_now(), dry_run=args.dry_run)
     show(report, args.format)
+    if not report.dry_run and notifier.configured(catalog):
+        announce(catalog, cloud, report)
     # Refusals and failures are reported after everything else was done (docs/lifecycle.md).
     report.raise_for_outcome()
     return 0
+
+
+def announce(before: Catalog, cloud: Cloud, report: PruneReport) -> None:
+    """release.deprecated and release.retired for what the prune did (docs/events.md); `before` is the catalog
+    as it was, which still holds the retired releases."""
+    done = [o.action for o in report.outcomes if o.done]
+    deprecated = [a for a in done if a.kind == "deprecate" and a.new_status == "deprecated"]
+    extras = {(a.image, a.version, "deprecated"): Extra(reasons=(a.note,) if a.note else ()) for a in deprecated}
+    retired = []
+    for action in (a for a in done if a.kind == "retire"):
+        release = next(r for r in before.releases[action.image] if r.version == action.version)
+        why = action.note or (
+            f"{action.status} since {iso(action.deprecated_at)}, past retention.grace_days"
+            if action.deprecated_at
+            else ""
+        )
+        retired.append((action.image, release, (why,) if why else ()))
+    if not deprecated and not retired:
+        return
+    notify = notifier.Notifier(store.read_checked(before.path)[1], cloud)
+    notify.announce([(a.image, a.version) for a in deprecated], extras=extras)
+    notify.announce_retired(retired)

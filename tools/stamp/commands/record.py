@@ -25,6 +25,8 @@ from stamp.commands.common import catalog_of, target_of
 from stamp.errors import CatalogError, CloudError, PolicyError
 from stamp.hosts.base import CloudKind, Target
 from stamp.hosts.target import target_class
+from stamp.notify import notifier
+from stamp.notify.expected import Extra
 from stamp.output import say
 from stamp.tags import BUILD_ID_TAG, VERIFIED, VERIFIED_TAG
 
@@ -217,10 +219,13 @@ def run(args: argparse.Namespace) -> int:
     recorded = record_confirmed(catalog.path, results, target, build_root=build_root)
     known = {r.build_id for releases in catalog.releases.values() for r in releases}
     summaries: list[str] = []
+    new: list[tuple[str, int]] = []
+    extras: dict[tuple[str, int, str], Extra] = {}
     for release, result in zip(recorded, results, strict=True):
         say(f"recorded {result.image} version {release.version}: " + " ".join(release.amis.values()))
         if result.build_id in known:
             continue
+        new.append((result.image, release.version))
         if release.channels:
             say(f"  in channel {', '.join(release.channels)} (`stamp promote {result.image} --to CHANNEL` moves it on)")
         summary = notes_summary(
@@ -229,9 +234,13 @@ def run(args: argparse.Namespace) -> int:
         if summary is not None:
             say(f"notes: {summary}")
             summaries.append(summary)
+            extras[(result.image, release.version, "recorded")] = Extra(notes=summary)
     summary_file = os.environ.get(SUMMARY_FILE_ENV, "")
     if summary_file:
         write_summaries(Path(summary_file), summaries)
+    if new and notifier.configured(catalog):
+        # release.recorded (and source.updated) right away; a failed delivery waits for `stamp publish`.
+        notifier.Notifier(load_catalog(catalog.path), target.cloud).announce(new, extras=extras)
     return 0
 
 

@@ -20,6 +20,7 @@ from stamp.errors import (
     MissingResource,
     UsageError,
 )
+from stamp.notify import notifier
 from stamp.output import show
 from stamp.tags import REVOKED_TAG
 
@@ -94,6 +95,10 @@ def _tagged(cloud: Cloud, catalog: Catalog, image: str, version: int) -> list[st
 def run(args: argparse.Namespace) -> int:
     catalog = catalog_of(args)
     name = catalog.select([args.image])[0]
-    report = restore(catalog.path, target_of(args, catalog).cloud, name, args.version, args.reason)
+    cloud = target_of(args, catalog).cloud
+    report = restore(catalog.path, cloud, name, args.version, args.reason)
     show(report, args.format)
+    if notifier.configured(catalog):
+        fresh = store.read_checked(catalog.path)[1]
+        notifier.Notifier(fresh, cloud).announce([(name, args.version)], happened=["restored"])
     return 0

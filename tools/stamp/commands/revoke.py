@@ -21,6 +21,7 @@ from stamp.cloud.protocol import Cloud
 from stamp.cloud.sharing import PublishReport, channel_parameter_name, parameter_name, publish
 from stamp.commands.common import catalog_of, target_of
 from stamp.errors import CatalogError, CloudError, MissingResource, PublishFailed, UsageError
+from stamp.notify import notifier
 from stamp.output import say, show
 from stamp.tags import REVOKED_TAG, TAG_VALUE_MAX
 
@@ -413,6 +414,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     report = revoke(catalog.path, cloud, plan, usable=usable)
     show(report, args.format)
+    if notifier.configured(catalog):
+        revoked = [(r.image, r.version) for r in plan.revocations]
+        notifier.Notifier(store.read_checked(catalog.path)[1], cloud).announce(revoked, happened=["revoked"])
     return 0
 
 
