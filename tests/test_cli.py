@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from conftest import REPO
+from stamp import clock
 from stamp.cli import BUG_EXIT_CODE, main
 
 
@@ -45,3 +47,13 @@ def test_the_layering_contract_holds_and_there_are_no_import_cycles() -> None:
     )
     assert done.returncode == 0, done.stdout
     assert "Contracts: 2 kept, 0 broken." in done.stdout
+
+
+def test_stamp_now_fixes_the_clock_and_a_bad_value_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("STAMP_NOW", "2026-12-08T12:00:00Z")
+    assert clock.utc_now() == datetime(2026, 12, 8, 12, 0, tzinfo=UTC)
+    monkeypatch.setenv("STAMP_NOW", "next tuesday")
+    assert main(["lookup", "web"]) == 2
+    assert "STAMP_NOW='next tuesday' is not a time" in capsys.readouterr().err

@@ -191,3 +191,21 @@ def test_prune_refuses_to_retire_a_release_a_consumer_account_still_uses(
     assert (root / "catalog.yaml").read_text() == before
     # The AMI is still there and still launchable by the account that uses it.
     assert aws.describe_image("eu-west-1", amis[1]["eu-west-1"]) is not None
+
+
+def test_without_a_consumer_role_usage_looks_in_this_account_only(
+    world: tuple[Path, dict[int, dict[str, str]]], moto: MotoEndpoint, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, amis = world
+    text = (root / "catalog.yaml").read_text()
+    (root / "catalog.yaml").write_text(
+        text.replace('  consumers: {role: "arn:aws:iam::{account}:role/stamp-consumer"}\n', "")
+    )
+    ec2 = AwsCloud(moto.url).ec2("eu-west-1")
+    instance = ec2.run_instances(ImageId=amis[2]["eu-west-1"], MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    capsys.readouterr()
+    assert stamp(root, "usage") == 0
+    err = capsys.readouterr().err
+    assert f"web    2        current  {OWN}  eu-west-1  instance {instance} (running)" in err
+    assert "consumer accounts not looked at: the catalog has no defaults.consumers" in err
+    assert ALPHA not in err

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import FrameType
 
 from stamp import __version__, clock
-from stamp.errors import CatalogProblems, ProcessError, StampError, Terminated
+from stamp.errors import CatalogProblems, ProcessError, StampError, Terminated, UsageError
 from stamp.output import say, set_verbose
 
 
@@ -217,6 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("record", "move verified build results into releases: in catalog.yaml", "stamp record web app")
     p.add_argument("images", nargs="*", metavar="IMAGE", help="images to record (default: every image built in --out)")
     p.add_argument("--out", default="build", help="where build results go: <out>/<image>/result.json (default: build)")
+    p.add_argument(
+        "--catalog-only",
+        action="store_true",
+        help="only check the AMIs and edit catalog.yaml: no artifacts stored in S3, no notes, no release events"
+        " (build-layer.yml's record of the layers before it)",
+    )
 
     p = add("publish", "reconcile launch permissions and SSM parameters with the catalog", "stamp publish --dry-run")
     p.add_argument(
@@ -321,6 +327,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_clock() -> None:
+    """A STAMP_NOW that is not a time is a usage error before anything runs, not a crash halfway."""
+    try:
+        clock.utc_now()
+    except ValueError as exc:
+        raise UsageError(str(exc), hint="unset it, or give a UTC time") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -331,6 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     was_verbose = set_verbose(bool(getattr(args, "verbose", False)))
     try:
         with _sigterm_raises():
+            _check_clock()
             # Imported on use: `stamp lookup` need not load boto3, Packer's driver or the local cloud.
             command = importlib.import_module(f"stamp.commands.{args.command}")
             code: int = command.run(args)

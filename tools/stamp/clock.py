@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 
 FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+# A fixed "now" for rehearsals and the demo (`STAMP_NOW=2026-12-08T12:00:00Z stamp promote --due`): what soak
+# times, grace periods and scheduled revocations will say then, without waiting (docs/contract.md, Time).
+NOW_VARIABLE = "STAMP_NOW"
 
 
 def utc_now() -> datetime:
-    """Now, in UTC, to the second; tests replace this one function to move time."""
+    """Now, in UTC, to the second (or STAMP_NOW); tests replace this one function to move time."""
+    fixed = os.environ.get(NOW_VARIABLE, "").strip()
+    if fixed:
+        moment = parse_time(fixed)
+        if moment is None:
+            raise ValueError(f"{NOW_VARIABLE}={fixed!r} is not a time such as 2026-12-08T12:00:00Z")
+        return moment.replace(microsecond=0)
     return datetime.now(UTC).replace(microsecond=0)
 
 

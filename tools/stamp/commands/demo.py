@@ -9,9 +9,10 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
-from stamp import output
+from stamp import clock, output
 from stamp.catalog.load import Catalog, load_catalog
 from stamp.catalog.results import read_result
 from stamp.commands.record import WORKSPACE_MARKER
@@ -25,6 +26,7 @@ CHANGE = """
 install -d -m 0755 /etc/stamp
 echo "base image patched by a pull request" > /etc/stamp/demo-change
 """
+CHANNELS = "  channels: {candidate: {}, stable: {after: candidate, soak_days: 7}}   # added by `stamp demo`\n"
 SKIP_COPY = {".git", ".venv", "build", ".stamp", "node_modules", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
 
 
@@ -34,7 +36,7 @@ class Demo:
     workspace: Path
     timings: list[tuple[str, float]] = field(default_factory=list)
 
-    def step(self, title: str, *args: str) -> proc.Completed:
+    def step(self, title: str, *args: str, env: dict[str, str] | None = None) -> proc.Completed:
         """Run one `stamp` command in the workspace and time it; its own step lines are shown, indented (with
         `-v`, everything it prints: it gets `-v` too). On a terminal, a live line counts the step's time."""
         banner(title)
@@ -47,7 +49,7 @@ class Demo:
                 log=self.workspace / ".stamp" / "demo.log",
                 prefix="  ",
                 cwd=self.workspace,
-                env={"STAMP_CLOUD": "local"},
+                env={"STAMP_CLOUD": "local", **(env or {})},
                 show=True,
             )
         self.timings.append((title, time.monotonic() - started))
@@ -83,6 +85,17 @@ def copy_repository(source: Path, workspace: Path) -> None:
         dst = workspace / relative
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dst)
+
+
+def adopt_channels(workspace: Path) -> None:
+    """The demo's catalog rolls out through two channels: every release enters candidate, stable after a
+    7-day soak (docs/rollout.md)."""
+    path = workspace / "catalog.yaml"
+    text = path.read_text(encoding="utf-8")
+    marker = "\ndefaults:"
+    start = text.index(marker) + len(marker)
+    end = text.index("\n", start) + 1
+    path.write_text(text[:end] + CHANNELS + text[end:], encoding="utf-8")
 
 
 def init_git(demo: Demo) -> None:
@@ -142,6 +155,7 @@ def run_demo(source: Path, *, keep: bool = False, workspace: Path | None = None)
     copy_repository(source, scratch)
     (scratch / WORKSPACE_MARKER).parent.mkdir(parents=True, exist_ok=True)
     (scratch / WORKSPACE_MARKER).touch()
+    adopt_channels(scratch)
     init_git(demo)
     try:
         demo.step("local cloud up", "local", "up")
@@ -168,6 +182,17 @@ def run_demo(source: Path, *, keep: bool = False, workspace: Path | None = None)
         demo.step("stamp out 5 web servers", "launch", "web", "--count", "5")
         demo.step("lookup for consumers", "lookup", "web")
         demo.step("lookup as JSON", "lookup", "web", "--format", "json")
+        demo.step("who launches each release", "usage")
+        demo.step("promotions due now: none, stable soaks 7 days", "promote", "--due")
+        later = clock.iso(clock.utc_now() + timedelta(days=8))
+        demo.step(
+            f"8 days later (STAMP_NOW={later}): promote what has soaked",
+            *("promote", "--due", "--apply"),
+            env={clock.NOW_VARIABLE: later},
+        )
+        commit_records(demo, "stamp: promote to stable")
+        demo.step("publish: the stable channel's parameters", "publish")
+        demo.step("lookup for consumers on the stable channel", "lookup", "web", "--channel", "stable")
         banner("summary")
         print(summary(load_catalog(scratch / "catalog.yaml"), scratch / "build"))
         demo.step("the catalog as a web site (docs/site.md)", "site", "--out", str(source / "site"))

@@ -63,8 +63,10 @@ class UsageReport:
 
 def places(catalog: Catalog, names: Sequence[str], own: str) -> dict[str, list[str]]:
     """Account -> images to look for there: every image in the publishing account, the images shared with it in
-    a consumer account."""
+    a consumer account (only with defaults.consumers: without a role there is no way in, and no error)."""
     found = {own: list(names)}
+    if catalog.defaults.consumers is None:
+        return found
     for account, images in shared_with(catalog, names).items():
         if account != own:
             found[account] = images
@@ -145,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
         emit(report.as_dict())
     else:
         say(table(report).rstrip("\n"))
+        if catalog.defaults.consumers is None:
+            say("consumer accounts not looked at: the catalog has no defaults.consumers (docs/rollout.md)")
     if report.unread:
         raise CloudError(
             f"usage is incomplete: {len(report.unread)} account(s) or region(s) could not be read",
