@@ -81,6 +81,14 @@ def _release(image: str, version: int, amis: dict[str, str], status: str = "curr
     return Release.model_validate(fields | changes)
 
 
+def _webhook_catalog(tmp_path: Path, url: str, releases: list[Release]) -> Path:
+    """A one-region catalog of `base` with these releases that notifies only the webhook at `url`."""
+    path = tmp_path / "catalog.yaml"
+    head = _head(url, sns=False, eventbridge=False, regions="[us-east-1]")
+    path.write_text(with_releases(head, {"base": releases}), encoding="utf-8")
+    return path
+
+
 @dataclass
 class Queues:
     """SQS queues that receive what SNS and EventBridge got: the topic's subscription (raw delivery) and the
@@ -274,9 +282,7 @@ def test_a_flaky_webhook_gets_each_event_exactly_once(
     monkeypatch.setattr(webhook, "DEFAULT_RETRY", webhook.Retry(sleep=sleeps.append))
     base1 = _amis(make_ami, "base", 1, (REGION,))
     with receiver() as hook:
-        path = tmp_path / "catalog.yaml"
-        head = _head(hook.url, sns=False, eventbridge=False, regions="[us-east-1]")
-        path.write_text(with_releases(head, {"base": [_release("base", 1, base1)]}), encoding="utf-8")
+        path = _webhook_catalog(tmp_path, hook.url, [_release("base", 1, base1)])
         hook.fail_next = 2
         assert _run(path, "publish") == 0
     assert hook.types() == [("release.recorded", "base", 1), ("release.published", "base", 1)]
@@ -290,9 +296,7 @@ def test_a_webhook_that_stays_down_fails_nothing_and_the_next_publish_delivers(
     tmp_path: Path, aws: AwsCloud, make_ami: MakeAmi, hook: Receiver, capsys: pytest.CaptureFixture[str]
 ) -> None:
     base1 = _amis(make_ami, "base", 1, (REGION,))
-    path = tmp_path / "catalog.yaml"
-    head = _head(hook.url, sns=False, eventbridge=False, regions="[us-east-1]")
-    path.write_text(with_releases(head, {"base": [_release("base", 1, base1)]}), encoding="utf-8")
+    path = _webhook_catalog(tmp_path, hook.url, [_release("base", 1, base1)])
     hook.down = True
     assert _run(path, "promote", "base", "--to", "stable") == 0
     err = capsys.readouterr().err
@@ -350,9 +354,7 @@ def test_publish_dry_run_lists_what_it_would_deliver_and_delivers_nothing(
     tmp_path: Path, aws: AwsCloud, make_ami: MakeAmi, hook: Receiver, capsys: pytest.CaptureFixture[str]
 ) -> None:
     base1 = _amis(make_ami, "base", 1, (REGION,))
-    path = tmp_path / "catalog.yaml"
-    head = _head(hook.url, sns=False, eventbridge=False, regions="[us-east-1]")
-    path.write_text(with_releases(head, {"base": [_release("base", 1, base1)]}), encoding="utf-8")
+    path = _webhook_catalog(tmp_path, hook.url, [_release("base", 1, base1)])
     assert _run(path, "publish", "--dry-run") == 0
     err = capsys.readouterr().err
     assert "notify: would deliver release.recorded base v1\nnotify: would deliver release.published base v1\n" in err
@@ -370,9 +372,7 @@ def test_a_retirement_that_reaches_no_one_waits_in_a_parameter_for_publish(
     releases = {"base": [_release("base", 1, base1, "deprecated"), _release("base", 2, base2)]}
     aws.create_tags(REGION, [base1[REGION]], {NOTIFIED_TAG: "recorded,published,deprecated"})
     aws.create_tags(REGION, [base2[REGION]], {NOTIFIED_TAG: "recorded,source,published"})
-    path = tmp_path / "catalog.yaml"
-    head = _head(hook.url, sns=False, eventbridge=False, regions="[us-east-1]")
-    path.write_text(with_releases(head, {"base": releases["base"]}), encoding="utf-8")
+    path = _webhook_catalog(tmp_path, hook.url, releases["base"])
     hook.down = True
     assert _run(path, "prune") == 0
     err = capsys.readouterr().err
@@ -399,9 +399,7 @@ def test_a_scheduled_revocation_is_announced_by_the_publish_that_applies_it(
 ) -> None:
     base1 = _amis(make_ami, "base", 1, (REGION,))
     aws.create_tags(REGION, [base1[REGION]], {NOTIFIED_TAG: "recorded,published"})
-    path = tmp_path / "catalog.yaml"
-    head = _head(hook.url, sns=False, eventbridge=False, regions="[us-east-1]")
-    path.write_text(with_releases(head, {"base": [_release("base", 1, base1)]}), encoding="utf-8")
+    path = _webhook_catalog(tmp_path, hook.url, [_release("base", 1, base1)])
     at = iso(NOW + timedelta(hours=1))
     assert _run(path, "revoke", "base", "1", "--reason", "CVE-2026-0002", "--at", at, "--yes") == 0
     assert hook.attempts == [], "a schedule changes nothing yet"
