@@ -4,6 +4,7 @@ the security gate of `stamp verify` (docs/inventory.md, The security gate)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,19 +28,14 @@ def update_lookup(
     """The plan's update check: each release's inventory (from `build_root`, else from S3 through `cloud`, asked
     for only then) against the indexes of its apt sources, every index read once for the whole plan."""
     indexes = indexes or AptIndexes(keyrings(catalog))
-    clouds: list[Cloud] = []
+    # One cloud for every image, made on the first fetch S3 is needed for.
+    cloud_once = functools.cache(cloud) if cloud is not None else None
 
     def fetch_for(image: Image) -> Fetch | None:
-        if cloud is None:
+        if cloud_once is None:
             return None
-        make = cloud
-
-        def fetch(uri: str) -> bytes:
-            if not clouds:
-                clouds.append(make())
-            return s3_fetch(clouds[0], image.regions[0])(uri)
-
-        return fetch
+        make = cloud_once
+        return lambda uri: s3_fetch(make(), image.regions[0])(uri)
 
     def lookup(image: Image, release: Release) -> UpdateCheck | NoInventory:
         fetch = fetch_for(image)
