@@ -28,7 +28,7 @@ class IndexFile:
 
 
 @dataclass(frozen=True)
-class Release:
+class ReleaseFile:
     """The parts of a signed Release (InRelease) file stamp uses."""
 
     suite: str
@@ -43,7 +43,7 @@ class Release:
         return any("security" in name.lower() for name in names if name)
 
 
-def parse_release(text: str) -> Release:
+def parse_release(text: str) -> ReleaseFile:
     """A Release file's text (the signed part of InRelease)."""
     fields: dict[str, str] = {}
     files: dict[str, IndexFile] = {}
@@ -60,7 +60,7 @@ def parse_release(text: str) -> Release:
         key, _, value = line.partition(":")
         current = key.strip().lower()
         fields[current] = value.strip()
-    return Release(
+    return ReleaseFile(
         suite=fields.get("suite", ""),
         codename=fields.get("codename", ""),
         label=fields.get("label", ""),
@@ -69,7 +69,7 @@ def parse_release(text: str) -> Release:
     )
 
 
-def packages_path(release: Release, component: str, arch: str) -> IndexFile | None:
+def packages_path(release: ReleaseFile, component: str, arch: str) -> IndexFile | None:
     """The smallest form of COMPONENT/binary-ARCH/Packages the Release lists (xz, gz, then plain)."""
     for suffix in (".xz", ".gz", ""):
         found = release.files.get(f"{component}/binary-{arch}/Packages{suffix}")

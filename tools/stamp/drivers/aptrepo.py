@@ -25,7 +25,7 @@ from stamp.catalog.inventory import Inventory
 from stamp.catalog.updates import (
     Index,
     Newest,
-    Release,
+    ReleaseFile,
     Unverified,
     UpdateCheck,
     index_keys,
@@ -114,7 +114,7 @@ class AptIndexes:
         self.keyrings = tuple(keyrings)
         self.cache = cache if cache is not None else cache_dir()
         self.fetched: list[str] = []
-        self._releases: dict[tuple[str, str], Release | Unverified] = {}
+        self._releases: dict[tuple[str, str], ReleaseFile | Unverified] = {}
         self._indexes: dict[tuple[str, str, str, str], Index | Unverified] = {}
 
     def check(self, inventory: Inventory, *, security_only: bool = False) -> UpdateCheck:
@@ -140,7 +140,7 @@ class AptIndexes:
             unverified = {k: u for k, u in unverified.items() if "security" in u.suite.lower()}
         return pending(inventory, indexes, list(unverified.values()))
 
-    def _release(self, uri: str, suite: str) -> Release | Unverified:
+    def _release(self, uri: str, suite: str) -> ReleaseFile | Unverified:
         key = (uri, suite)
         if key not in self._releases:
             url = f"{uri}/dists/{suite}/InRelease"
@@ -151,12 +151,12 @@ class AptIndexes:
                 self._releases[key] = Unverified(uri, suite, str(exc))
         return self._releases[key]
 
-    def _index(self, release: Release, key: tuple[str, str, str, str]) -> Index | Unverified:
+    def _index(self, release: ReleaseFile, key: tuple[str, str, str, str]) -> Index | Unverified:
         if key not in self._indexes:
             self._indexes[key] = self._packages(release, *key)
         return self._indexes[key]
 
-    def _packages(self, release: Release, uri: str, suite: str, component: str, arch: str) -> Index | Unverified:
+    def _packages(self, release: ReleaseFile, uri: str, suite: str, component: str, arch: str) -> Index | Unverified:
         listed = packages_path(release, component, arch)
         if listed is None:
             # An InRelease that lists no such index offers nothing for it: apt would say the same.
@@ -182,7 +182,7 @@ class AptIndexes:
         return http_get(url)
 
 
-def _expired(uri: str, suite: str, release: Release) -> Unverified | None:
+def _expired(uri: str, suite: str, release: ReleaseFile) -> Unverified | None:
     """A Release past its Valid-Until may be a replayed old one, which hides newer fixes: apt refuses it too."""
     if release.valid_until is None:
         return None
