@@ -30,7 +30,9 @@ from stamp.local.engine import Engine
 from stamp.output import say
 from stamp.tags import BUILD_ID_TAG
 
-SSH_TIMEOUT = 60.0
+# How long a container may take to answer SSH. It boots in about a second, but a #cloud-config runs cloud-init
+# before sshd, and on a busy 2-core machine (two test workers building images) that once took over 60 s.
+SSH_TIMEOUT = 180.0
 # The host's name=systemd cgroup hierarchy, there only on cgroup v1 hosts: systemd in a Docker container needs it.
 CGROUP_V1_SYSTEMD = "/sys/fs/cgroup/systemd"
 # How long a launch waits for cloud-init to finish a #cloud-config (installing packages takes a while).
