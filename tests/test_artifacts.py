@@ -300,6 +300,33 @@ def test_objects_are_stored_read_back_and_missing_ones_named(s3: Cloud) -> None:
         s3.put_object("eu-west-1", "no-such-bucket-0", "k.json", body, content_type="application/json")
 
 
+@pytest.mark.integration
+@pytest.mark.usefixtures("cli_aws")
+def test_record_catalog_only_checks_the_amis_and_stores_nothing(
+    tmp_path: Path, aws: AwsCloud, make_ami: MakeAmi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """build-layer.yml's record of the layers before, with the build role: no S3. There is no bucket here, so an
+    upload would fail the command (on EC2 stamp never makes one)."""
+    path, _ = _published(tmp_path, aws, make_ami, {1: "current"})
+    _with_artifacts(path)
+    _verified(tmp_path / "build", _result(_built(aws, make_ami, BUILD_ID)))
+    argv = [
+        "record",
+        "web",
+        "--catalog-only",
+        "--catalog",
+        str(path),
+        "--cloud",
+        "aws",
+        "--out",
+        str(tmp_path / "build"),
+    ]
+    assert main(argv) == 0
+    assert "artifacts:" not in capsys.readouterr().err
+    release = load_catalog(path, check_files=False).releases["web"][0]
+    assert release.version == 2 and release.sbom is None and release.packages is None
+
+
 def test_only_the_local_cloud_makes_the_bucket(tmp_path: Path) -> None:
     """On EC2 the bucket is the adopter's; the local cloud makes it in its moto server when record first needs it."""
     path = tmp_path / "catalog.yaml"

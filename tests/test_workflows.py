@@ -390,12 +390,17 @@ def test_the_janitor_collects_only_what_no_running_build_can_own() -> None:
 
 
 def test_adopting_guide_policies_parse_and_match_the_workflows() -> None:
+    """The guide links the policy files (iam/, their one source) instead of repeating them; their trust policies name
+    the repository's `sub` claims for exactly the environments the workflows' jobs use."""
     guide = (REPO / "docs" / "adopting.md").read_text()
-    policies = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", guide, re.S)]
-    assert len(policies) == 4  # the plan role's trust policy and the three permission policies
+    assert not re.findall(r"```json\n(.*?)```", guide, re.S), "policies live in iam/*.json: link them"
+    files = sorted((REPO / "iam").rglob("*.json"))
+    for path in files:
+        assert f"(../{path.relative_to(REPO)})" in guide, f"docs/adopting.md does not link {path.relative_to(REPO)}"
+    trust = [json.loads(path.read_text()) for path in sorted((REPO / "iam" / "trust").glob("*.json"))]
     subs = {
-        sub
-        for policy in policies
+        str(sub).replace("${Repository}", "example-org/images")
+        for policy in trust
         for statement in policy["Statement"]
         for sub in _as_list(
             statement.get("Condition", {}).get("StringEquals", {}).get("token.actions.githubusercontent.com:sub")
@@ -407,9 +412,7 @@ def test_adopting_guide_policies_parse_and_match_the_workflows() -> None:
     # github-pages: pages.yml deploys the catalog site with GitHub's own token, no AWS role.
     environments.discard("github-pages")
     assert environments == {"build", "publish"}
-    # Trust policies written out in the guide, plus the two given as `sub` values in its text.
-    for environment in environments:
-        assert f"repo:example-org/images:environment:{environment}" in guide
+    assert {s.rpartition(":environment:")[2] for s in subs if ":environment:" in s} == environments
 
 
 def _as_list(value: object) -> list[object]:

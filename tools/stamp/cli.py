@@ -323,6 +323,28 @@ def build_parser() -> argparse.ArgumentParser:
         help='up (start it), down (stop it), status, env (shell exports to use it: eval "$(stamp local env)")',
     )
 
+    p = add(
+        "iam",
+        "print the IAM roles' policies from iam/*.json (docs/adopting.md, section 2), one at a time or as a"
+        " CloudFormation template that makes the roles",
+        "stamp iam cloudformation --account 111122223333 --repository example-org/images > roles.json",
+    )
+    p.add_argument(
+        "action",
+        choices=["policy", "cloudformation"],
+        help="policy (one role's permission policy, or with --trust its trust policy) or cloudformation (a template)",
+    )
+    p.add_argument(
+        "--role",
+        action="append",
+        choices=["plan", "build", "publish", "consumer"],
+        help="the role; policy takes one, cloudformation any number (default: plan, build and publish; consumer is"
+        " made in each consumer account)",
+    )
+    p.add_argument("--trust", action="store_true", help="with policy: the trust policy instead of the permissions")
+    p.add_argument("--account", metavar="ID", help="the account the roles are made in, for ${Account}")
+    p.add_argument("--repository", metavar="OWNER/NAME", help="the GitHub repository whose workflows assume the roles")
+
     add("schema", "print the catalog's JSON Schema", "stamp schema > catalog.schema.json")
     return parser
 

@@ -9,6 +9,9 @@ BUILD_ID_TAG = "stamp:build-id"
 IMAGE_TAG = "stamp:image"
 # The vendor or parent AMI Packer started from, as Packer itself resolved it.
 SOURCE_AMI_TAG = "stamp:source-ami"
+# The image's catalog description, on its AMIs and snapshots (Packer's `tags`): for people. Not the AMI's own
+# Description, which Packer sets with ModifyImageAttribute, a call the build role may not make (iam/build.json).
+DESCRIPTION_TAG = "stamp:description"
 # Set by `stamp verify` on every AMI of a build whose tests passed; `stamp record` refuses AMIs without it.
 VERIFIED_TAG = "stamp:verified"
 VERIFIED = "passed"

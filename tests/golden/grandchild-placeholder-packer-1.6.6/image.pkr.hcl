@@ -8,8 +8,9 @@ variable "image_name" {
 }
 
 variable "description" {
-  type    = string
-  default = ""
+  type        = string
+  description = "The catalog's description: the AMIs' stamp:description tag."
+  default     = ""
 }
 
 variable "build_region" {
@@ -114,18 +115,22 @@ locals {
     "stamp:image"    = var.image_name
     "stamp:build-id" = var.build_id
   }
-  # {{ .SourceAMI }} is Packer's own build-time template: the AMI records where it came from.
-  image_tags = merge(local.run_tags, { "stamp:source-ami" = "{{ .SourceAMI }}" })
-  scripts    = [for path in var.provision_scripts : "${var.repo_root}/${path}"]
+  # {{ .SourceAMI }} is Packer's own build-time template: the AMI records where it came from. The description is
+  # a tag, not ami_description: Packer sets that with ModifyImageAttribute, which the build role may not call, as
+  # no IAM condition tells a description from a launch permission (iam/build.json).
+  image_tags = merge(local.run_tags, {
+    "stamp:source-ami"  = "{{ .SourceAMI }}"
+    "stamp:description" = var.description
+  })
+  scripts = [for path in var.provision_scripts : "${var.repo_root}/${path}"]
 }
 
 source "amazon-ebs" "image" {
-  ami_name        = "${var.image_name}-${var.build_id}"
-  ami_description = var.description
-  region          = var.build_region
-  ami_regions     = var.copy_regions
-  instance_type   = var.instance_type
-  source_ami      = var.source_ami
+  ami_name      = "${var.image_name}-${var.build_id}"
+  region        = var.build_region
+  ami_regions   = var.copy_regions
+  instance_type = var.instance_type
+  source_ami    = var.source_ami
 
   launch_block_device_mappings {
     device_name           = var.root_device_name

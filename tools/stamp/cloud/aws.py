@@ -96,6 +96,10 @@ _SERVICES = {
 }
 # S3's answers for a missing bucket or key; HeadObject has no body, so only its HTTP status comes back.
 _S3_NOT_FOUND = frozenset({"NoSuchBucket", "NoSuchKey", "404", "NotFound"})
+# And its refusal, for the same reason: the bare status.
+_S3_DENIED = frozenset({"403", "Forbidden"})
+# Calls whose permission has another name: HeadObject is allowed by s3:GetObject.
+_PERMISSIONS = {"HeadObject": "GetObject"}
 
 
 class AwsCloud:
@@ -297,8 +301,9 @@ class AwsCloud:
                 hint=f"check that {resource} exists in {region}: it may have been deregistered or deleted, "
                 "or built in another region",
             )
-        if code in _DENIED:
-            hint = f"check the credentials, and that they allow {service}:{operation} in {region}"
+        if code in _DENIED or (operation in _S3_OPERATIONS and code in _S3_DENIED):
+            permission = _PERMISSIONS.get(operation, operation)
+            hint = f"check the credentials, and that they allow {service}:{permission} in {region}"
         elif code in _THROTTLED:
             hint = f"still throttled after {self.max_attempts} attempts: run again later, or raise the retry attempts"
         elif code in ("InternalError", "InternalFailure", "ServiceUnavailable", "Unavailable") or code.startswith("5"):

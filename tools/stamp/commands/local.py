@@ -28,10 +28,19 @@ def run(args: argparse.Namespace) -> int:
         cloud = found
     env = local.aws_env(cloud)
     if args.action == "env":
+        # Keys taken from the environment (STAMP_LOCAL_CREDENTIALS=env) are there already: never printed.
+        skipped = (
+            ()
+            if local.cloud.credentials() == local.cloud.BUILTIN_KEYS
+            else ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+        )
         for key, value in env.items():
-            print(f"export {key}={value}")
+            if key not in skipped:
+                print(f"export {key}={value}")
         return 0
     say(f"local cloud: EC2/SSM API at {cloud.endpoint_url} (moto, pid {cloud.moto_pid})")
+    if cloud.enforce_iam:
+        say("  IAM enforced: requests not signed with the local cloud's own keys get what their policies allow")
     say(f"  engine: {cloud.engine}; base image: {cloud.base_image}; state: {cloud.root}")
     say(f"  instances: {len(local.list_instances(cloud))} running; ssh config: {cloud.ssh_config}")
     cache = cloud.apt_cache_url or "none (builds reach the Debian mirror directly)"

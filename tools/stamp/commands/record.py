@@ -216,14 +216,17 @@ def run(args: argparse.Namespace) -> int:
     results = [read_result(build_root, name) for name in names]
     ensure_may_record(catalog, args.cloud)  # before anything starts: a refusal leaves no local cloud running
     target = target_of(args, catalog)
-    recorded = record_confirmed(catalog.path, results, target, build_root=build_root)
+    # --catalog-only: the catalog edit and its cloud checks alone, as build-layer.yml records the layers before it
+    # in its own checkout: the record job stores the artifacts and announces the releases (iam/build.json has
+    # neither S3 nor notifications).
+    recorded = record_confirmed(catalog.path, results, target, build_root=None if args.catalog_only else build_root)
     known = {r.build_id for releases in catalog.releases.values() for r in releases}
     summaries: list[str] = []
     new: list[tuple[str, int]] = []
     extras: dict[tuple[str, int, str], Extra] = {}
     for release, result in zip(recorded, results, strict=True):
         say(f"recorded {result.image} version {release.version}: " + " ".join(release.amis.values()))
-        if result.build_id in known:
+        if result.build_id in known or args.catalog_only:
             continue
         new.append((result.image, release.version))
         if release.channels:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from stamp import local
-from stamp.cloud.protocol import Instance
+from stamp.cloud.protocol import Cloud, Instance
 from stamp.drivers import runfiles
 from stamp.drivers.ssh import ssh_config_text
 from stamp.errors import BuildError, StampError
@@ -29,6 +29,9 @@ class LocalTarget(Target):
 
     local: local.LocalCloud = field(kw_only=True)
     env: Mapping[str, str] = field(default_factory=dict, kw_only=True)
+    # The local cloud signing with its own keys, where commands sign with others (STAMP_LOCAL_CREDENTIALS=env, an
+    # IAM user of the local cloud); None: `cloud` is it already.
+    admin: Cloud | None = field(default=None, kw_only=True)
     kind: ClassVar[CloudKind] = "local"
     records_only_in_workspaces: ClassVar[bool] = True
     records_dirty_builds: ClassVar[bool] = True
@@ -123,8 +126,12 @@ class LocalTarget(Target):
         self.local.engine_handle.run(["rmi", ref], what=f"untagging {ref}", check=False, echo=False)
 
     def ensure_bucket(self, bucket: str, region: str) -> None:
-        """The artifacts bucket in moto: a local cloud starts without it, and a restarted one has forgotten it."""
-        self.cloud.create_bucket(region, bucket)
+        """The artifacts bucket in moto: a local cloud starts without it, and a restarted one has forgotten it.
+
+        Made as the local cloud's administrator: on AWS the bucket is the account's already, and no role of the
+        pipeline may create one (iam/*.json).
+        """
+        (self.admin or self.cloud).create_bucket(region, bucket)
 
     def lost_parent_warnings(self, catalog: Catalog, images: Sequence[str]) -> list[str]:
         return parent_warnings(self.cloud, catalog, images)

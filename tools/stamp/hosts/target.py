@@ -52,7 +52,9 @@ def target_for(kind: CloudKind, catalog: Catalog) -> Target:
     cloud = local.up(catalog.root, seeds_for(catalog))
     env = local.aws_env(cloud)
     keys = (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
-    return LocalTarget(AwsCloud(cloud.endpoint_url, credentials=keys), local=cloud, env=env)
+    own = local.cloud.BUILTIN_KEYS
+    admin = AwsCloud(cloud.endpoint_url, credentials=own) if keys != own else None
+    return LocalTarget(AwsCloud(cloud.endpoint_url, credentials=keys), local=cloud, env=env, admin=admin)
 
 
 def target_class(kind: CloudKind) -> type[Target]:

@@ -13,7 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +21,7 @@ from typing import Any
 
 from stamp.drivers import proc
 from stamp.drivers.ssh import ssh_config_text
-from stamp.errors import BuildError, CloudError, ProcessError
+from stamp.errors import BuildError, CloudError, ProcessError, UsageError
 from stamp.local import aptcache
 from stamp.local.baseimage import ensure_base_image, image_exists
 from stamp.local.containers import (
@@ -47,6 +47,14 @@ MOTO_START_TIMEOUT = 30.0
 MOTO_ANSWER_GRACE = 30.0
 # Images an older stamp made carry no state label; past this age `down` takes them as left behind.
 LEGACY_IMAGE_AGE = timedelta(hours=1)
+# The local cloud's own throwaway keys: what every command signs with, unless CREDENTIALS_ENV says otherwise.
+BUILTIN_KEYS = ("testing", "testing")
+# `env`: sign with the environment's AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY instead (an IAM user of the local
+# cloud, to run as a role); unset or `builtin`: BUILTIN_KEYS. docs/local-cloud.md, IAM enforcement.
+CREDENTIALS_ENV = "STAMP_LOCAL_CREDENTIALS"
+# `enforce`: a local cloud started now checks requests against IAM (motoserver.enforce_iam); `off` or unset: it
+# does not. Set, it must match a running cloud's; unset, any running cloud is reused.
+IAM_ENV = "STAMP_LOCAL_IAM"
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,8 @@ class LocalCloud:
     ssh_public_key: Path
     ssh_config: Path
     seeds: tuple[str, ...] = field(default=())
+    # Whether its moto server checks requests against IAM (IAM_ENV when it started).
+    enforce_iam: bool = False
     # The apt cache build containers use (aptcache.py): its URL and pid, and the mirror hosts it stands in for.
     apt_cache_url: str = ""
     apt_cache_pid: int = 0
@@ -101,6 +111,7 @@ class LocalCloud:
             "ssh_public_key": str(self.ssh_public_key),
             "ssh_config": str(self.ssh_config),
             "seeds": list(self.seeds),
+            "enforce_iam": self.enforce_iam,
             "apt_cache_url": self.apt_cache_url,
             "apt_cache_pid": self.apt_cache_pid,
             "apt_hosts": list(self.apt_hosts),
@@ -120,6 +131,7 @@ class LocalCloud:
             ssh_public_key=Path(data["ssh_public_key"]),
             ssh_config=Path(data["ssh_config"]),
             seeds=tuple(str(s) for s in data.get("seeds", [])),
+            enforce_iam=bool(data.get("enforce_iam", False)),
             apt_cache_url=str(data.get("apt_cache_url", "")),
             apt_cache_pid=int(data.get("apt_cache_pid", 0)),
             apt_hosts=tuple(str(h) for h in data.get("apt_hosts", [])),
@@ -136,14 +148,40 @@ def cloud_id(root: Path) -> str:
     return hashlib.sha256(str(root.resolve()).encode("utf-8")).hexdigest()[:12]
 
 
+def credentials(environ: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """The access key and secret stamp signs the local cloud's requests with (CREDENTIALS_ENV)."""
+    env = os.environ if environ is None else environ
+    mode = env.get(CREDENTIALS_ENV, "")
+    if mode in ("", "builtin"):
+        return BUILTIN_KEYS
+    if mode != "env":
+        raise UsageError(f"{CREDENTIALS_ENV}={mode}: expected env or builtin")
+    key, secret = env.get("AWS_ACCESS_KEY_ID", ""), env.get("AWS_SECRET_ACCESS_KEY", "")
+    if not key or not secret:
+        raise UsageError(
+            f"{CREDENTIALS_ENV}=env needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+            hint="set them to an access key of a user in the local cloud's IAM, or unset " + CREDENTIALS_ENV,
+        )
+    return key, secret
+
+
+def wants_iam(environ: Mapping[str, str] | None = None) -> bool | None:
+    """Whether the local cloud should enforce IAM (IAM_ENV): True, False, or None when the variable is unset."""
+    mode = (os.environ if environ is None else environ).get(IAM_ENV, "")
+    if mode not in ("", "off", "enforce"):
+        raise UsageError(f"{IAM_ENV}={mode}: expected enforce or off")
+    return None if not mode else mode == "enforce"
+
+
 def aws_env(cloud: LocalCloud) -> dict[str, str]:
-    """Environment for boto3 and Packer to talk to the local cloud.
+    """Environment for boto3 and Packer to talk to the local cloud, signing with `credentials()`.
 
     No AWS_MAX_ATTEMPTS: Packer reads it as its waiter attempt count, not as API retries.
     """
+    key, secret = credentials()
     return {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_ACCESS_KEY_ID": key,
+        "AWS_SECRET_ACCESS_KEY": secret,
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ENDPOINT_URL": cloud.endpoint_url,
         # Static keys are given; this stops SDKs probing an instance metadata service that is not there.
@@ -292,7 +330,7 @@ def _log_tail(log: Path, lines: int = 15) -> str:
     return "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
 
 
-def _start_moto(root: Path, amis_path: Path) -> tuple[str, int]:
+def _start_moto(root: Path, amis_path: Path, *, enforce_iam: bool = False) -> tuple[str, int]:
     """Start the moto server in its own session (it outlives stamp) and wait until it answers."""
     log = root / "moto.log"
     last_error = ""
@@ -300,7 +338,14 @@ def _start_moto(root: Path, amis_path: Path) -> tuple[str, int]:
         port = _free_port()
         endpoint = f"http://127.0.0.1:{port}"
         child = proc.start(
-            [sys.executable, "-m", "stamp.local.motoserver", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "stamp.local.motoserver",
+                "--port",
+                str(port),
+                *(["--enforce-iam"] if enforce_iam else []),
+            ],
             env={"MOTO_AMIS_PATH": str(amis_path)},
             log=log,
             new_session=True,
@@ -427,9 +472,16 @@ def up(repo_root: Path, seeds: Sequence[SeedImage]) -> LocalCloud:
     cache (aptcache.py) is started with it, or restarted when it stopped.
     """
     root = state_root(repo_root)
+    enforce_iam = wants_iam()
     with _locked(root):
         current = status(repo_root)
         if current is not None:
+            if enforce_iam is not None and current.enforce_iam != enforce_iam:
+                said = "enforces" if current.enforce_iam else "does not enforce"
+                raise CloudError(
+                    f"the running local cloud {said} IAM, and {IAM_ENV} asks otherwise",
+                    hint=f"`stamp local down`, then start it again with the {IAM_ENV} you want (built AMIs are lost)",
+                )
             engine = current.engine_handle
             if not image_exists(engine, current.base_image):
                 ensure_base_image(engine, root)
@@ -448,7 +500,7 @@ def up(repo_root: Path, seeds: Sequence[SeedImage]) -> LocalCloud:
         amis_path = _write_amis(root, moto_amis(wanted))
         seed_ids = tuple(seed.resolved_ami_id for seed in wanted)
         _tie_seeds(engine, base_image, _seed_names(root, seed_ids))
-        endpoint, pid = _start_moto(root, amis_path)
+        endpoint, pid = _start_moto(root, amis_path, enforce_iam=bool(enforce_iam))
         cloud = LocalCloud(
             root=root,
             endpoint_url=endpoint,
@@ -460,6 +512,7 @@ def up(repo_root: Path, seeds: Sequence[SeedImage]) -> LocalCloud:
             ssh_public_key=public_key,
             ssh_config=config,
             seeds=seed_ids,
+            enforce_iam=bool(enforce_iam),
         )
         cloud = _start_apt_cache(cloud, previous)
         _write_state(cloud)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import os
 import signal
@@ -13,6 +14,9 @@ from typing import Any
 # Not moto's: stamp's own path on the server, to add vendor images to a running server (moto keeps them
 # in memory, so restarting would lose every AMI built so far).
 SEED_PATH = "/stamp-local/seed"
+# The access key of the local cloud's own credentials (cloud.BUILTIN_KEYS): with IAM enforced, what it signs is
+# still allowed everything, as an account's root user is on AWS.
+BUILTIN_ACCESS_KEY = "testing"
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -41,6 +45,65 @@ def patch_root_device_type() -> None:
 
     AmiBackend.create_image = create_ebs_image  # type: ignore[method-assign]
     AmiBackend.copy_image = copy_ebs_image  # type: ignore[method-assign]
+
+
+def signing_key(headers: Any) -> str:
+    """The access key a SigV4 `Authorization` header names (`Credential=KEY/date/region/service/…`), or ""."""
+    authorization = str(headers.get("Authorization") or "")
+    return authorization.partition("Credential=")[2].partition("/")[0]
+
+
+def enforce_iam() -> None:
+    """Check every request against IAM, as AWS does, except those signed with the local cloud's own keys.
+
+    moto's own enforcement (INITIAL_NO_AUTH_ACTION_COUNT=0): a request signed with an IAM user's keys, or a role's
+    from STS, is allowed only what that user's or role's policies allow; unknown keys are refused. What moto
+    evaluates of a policy, and what it cannot, is in docs/local-cloud.md (IAM enforcement).
+    """
+    from moto import settings
+    from moto.core.authorization import ActionAuthenticatorMixin
+    from moto.core.exceptions import AccessDeniedError
+
+    check = ActionAuthenticatorMixin._authenticate_and_authorize_action
+
+    def checked(self: Any, iam_request_cls: type, resource: str = "*") -> None:
+        if signing_key(getattr(self, "headers", {})) == BUILTIN_ACCESS_KEY:
+            return
+        try:
+            check(self, iam_request_cls, resource)
+        except AccessDeniedError as exc:
+            aws_says = denial(str(getattr(self, "boto3_service_name", "")), exc.message)
+            if aws_says is None:
+                raise
+            raise aws_says from None
+
+    settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
+    ActionAuthenticatorMixin._authenticate_and_authorize_action = checked  # type: ignore[method-assign]
+
+
+def denial(service: str, message: str) -> Exception | None:
+    """A refusal as the service itself words it, or None where moto's own (IAM's XML `AccessDenied`) is right: the
+    query and REST-XML services. EC2's SDKs do not parse moto's: Packer reads it as a SerializationError and
+    retries for ~40 s."""
+    from moto.core.utils import get_service_model
+    from werkzeug.exceptions import HTTPException
+
+    protocol = get_service_model(service).metadata.get("protocol", "") if service else ""
+    error = HTTPException()
+    if protocol == "ec2":
+        # https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html
+        error.code = 403
+        error.description = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>UnauthorizedOperation</Code>'
+            f"<Message>You are not authorized to perform this operation. {html.escape(message)}</Message>"
+            "</Error></Errors><RequestID>stamp-local-iam</RequestID></Response>"
+        )
+    elif protocol == "json":
+        error.code = 400
+        error.description = json.dumps({"__type": "AccessDeniedException", "message": message})
+    else:
+        return None
+    return error
 
 
 def add_seeds(entries: list[dict[str, Any]]) -> list[str]:
@@ -93,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stamp.local.motoserver")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--enforce-iam", action="store_true", help="check requests against IAM (enforce_iam)")
     args = parser.parse_args(argv)
 
     if "MOTO_AMIS_PATH" not in os.environ:
@@ -107,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     from werkzeug.serving import run_simple
 
     patch_root_device_type()
+    if args.enforce_iam:
+        enforce_iam()
     os.environ.setdefault("MOTO_PORT", str(args.port))
     signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
 
