@@ -331,8 +331,8 @@ def no_engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[list[
     started: list[str] = []
     real_start = local_cloud._start_moto
 
-    def start_moto(root: Path, amis_path: Path) -> tuple[str, int]:
-        endpoint, pid = real_start(root, amis_path)
+    def start_moto(root: Path, amis_path: Path, *, enforce_iam: bool) -> tuple[str, int]:
+        endpoint, pid = real_start(root, amis_path, enforce_iam=enforce_iam)
         started.append(f"{endpoint} {pid}")
         return endpoint, pid
 
