@@ -82,3 +82,18 @@ def commit_all(root: Path) -> None:
             check=True,
             capture_output=True,
         )
+
+
+def run_step_script(
+    script: Path, *, cwd: Path, env: Mapping[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """A workflow step's `run:` as GitHub runs one without `shell:`: `bash -e`, no profile or rc files."""
+    return subprocess.run(
+        ["bash", "--noprofile", "--norc", "-e", str(script)],
+        cwd=cwd,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )

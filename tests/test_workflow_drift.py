@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from aptrepo import AptRepo, Deb
+from builders import run_step_script
 from conftest import MakeAmi, MotoEndpoint
 from stamp.catalog import inventory as inv
 from stamp.cloud.aws import AwsCloud
@@ -409,15 +410,7 @@ def run_job(world: World, work: Path, job: str = JOB) -> JobRun:
             "STAMP_CACHE_DIR": str(world.root / "stamp-cache"),
             "GH_STUB_ORIGIN": str(world.bare),
         }
-        done = subprocess.run(
-            ["bash", "--noprofile", "--norc", "-e", str(script)],
-            cwd=work,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=TIMEOUT,
-        )
+        done = run_step_script(script, cwd=work, env=env, timeout=TIMEOUT)
         found = read_outputs(output)
         step_id = str(step["id"]) if "id" in step else None
         if step_id is not None:

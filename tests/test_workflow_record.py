@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
+from builders import run_step_script
 from conftest import MakeAmi, MotoEndpoint
 from scoreboard import Scoreboard
 from stamp.catalog import inventory as inv
@@ -323,15 +324,7 @@ def run_step(origin: Origin, work: Path, job: str, step_id: str, given: dict[str
     env = origin.env.base() | given
     env |= {"GITHUB_RUN_ID": RUN_ID, "GITHUB_OUTPUT": str(outputs), "GITHUB_STEP_SUMMARY": str(summary)}
     env |= {"RUNNER_TEMP": str(runner_temp)}
-    done = subprocess.run(
-        ["bash", "--noprofile", "--norc", "-e", str(script)],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=TIMEOUT,
-    )
+    done = run_step_script(script, cwd=work, env=env, timeout=TIMEOUT)
     pairs = (line.split("=", 1) for line in outputs.read_text().splitlines() if "=" in line)
     return Ran(done.returncode, done.stdout + done.stderr, dict(pairs), summary.read_text())
 

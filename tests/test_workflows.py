@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from builders import run_step_script
 from stamp.catalog.load import build_catalog, parse
 from stamp.catalog.rebuilds import plan
 from stamp.commands.plan import format_matrix
@@ -348,15 +349,7 @@ def test_a_plan_deeper_than_the_layer_jobs_builds_what_it_can_and_says_what_it_l
         "GITHUB_STEP_SUMMARY": os.devnull,
     }
     assert set(plan_step["env"]) == {"BASE", "HEAD_SHA", "MAX_LAYERS"}
-    done = subprocess.run(
-        ["bash", "--noprofile", "--norc", "-e", str(script)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    done = run_step_script(script, cwd=tmp_path, env=env, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "::error::the plan has" in done.stdout
     given = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
