@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import re
 from pathlib import Path
 
 import pytest
 
 from stamp.drivers.ssh import ssh_config_text
-from stamp.errors import BuildError, CatalogError
+from stamp.errors import BuildError, CatalogError, CloudError
 from stamp.local import LocalCloud, SeedImage, aws_env, container_image_for, seed_ami_id
-from stamp.local.baseimage import INIT_SCRIPT, USER_DATA_UNIT, customize_hook
+from stamp.local.baseimage import INIT_SCRIPT, LOOKUP_ATTEMPTS, USER_DATA_UNIT, customize_hook, image_exists
 from stamp.local.cloud import _write_amis, cloud_id
+from stamp.local.engine import Engine
 from stamp.local.seeds import moto_amis
 from stamp.local.sources import (
     AptSource,
@@ -220,3 +222,46 @@ def test_base_image_mimics_the_vendor_image() -> None:
     assert "ssh-keygen -A" in INIT_SCRIPT
     assert "mkdir -p /run/sshd" in INIT_SCRIPT
     assert "Before=ssh.service" in USER_DATA_UNIT
+
+
+def _engine_script(tmp_path: Path, answers: list[tuple[int, str]]) -> Engine:
+    """An engine whose `image inspect` gives `answers` in turn (exit code, stderr), then keeps the last one."""
+    state = tmp_path / "calls"
+    lines = [f"n=$(cat {state} 2>/dev/null || echo 0); echo $((n + 1)) > {state}", 'case "$n" in']
+    for index, (code, stderr) in enumerate(answers):
+        pattern = str(index) if index < len(answers) - 1 else "*"
+        lines.append(f"  {pattern}) echo '{stderr}' >&2; exit {code} ;;")
+    lines.append("esac")
+    script = tmp_path / "engine"
+    script.write_text("#!/bin/sh\n" + "\n".join(lines) + "\n")
+    script.chmod(0o755)
+    return Engine(str(script), {"PATH": "/usr/bin:/bin"})
+
+
+def _calls(tmp_path: Path) -> int:
+    return int((tmp_path / "calls").read_text())
+
+
+def test_an_engine_error_during_an_image_lookup_is_retried_not_taken_for_absence(tmp_path: Path) -> None:
+    busy = (125, "Error: acquiring lock 0 for volume: database is locked")
+    engine = _engine_script(tmp_path, [busy, (0, "")])
+    assert image_exists(engine, "localhost/stamp/ami:ami-0123456789abcdef0")
+    assert _calls(tmp_path) == 2
+
+
+@pytest.mark.parametrize("absent", ["Error: localhost/x: image not known", "Error: No such image: localhost/x"])
+def test_the_engines_own_no_such_image_answer_is_absence_at_once(tmp_path: Path, absent: str) -> None:
+    engine = _engine_script(tmp_path, [(125, absent)])
+    assert not image_exists(engine, "localhost/x")
+    assert _calls(tmp_path) == 1
+
+
+def test_an_engine_that_keeps_failing_a_lookup_is_an_error_naming_the_image(tmp_path: Path) -> None:
+    engine = _engine_script(tmp_path, [(125, "Error: database is locked")])
+    with pytest.raises(CloudError, match=r"cannot tell whether the engine has image localhost/x: .*database is locked"):
+        image_exists(engine, "localhost/x")
+    assert _calls(tmp_path) == LOOKUP_ATTEMPTS
+
+
+def test_podman_answers_a_lookup_of_an_image_it_does_not_have() -> None:
+    assert not image_exists(Engine("podman", dict(os.environ)), "localhost/stamp/never-built:nothing")

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from stamp.drivers import proc
-from stamp.errors import BuildError, ProcessError
+from stamp.errors import BuildError, CloudError, ProcessError
 from stamp.local.engine import Engine, engine_call, write_containers_conf
 from stamp.local.sources import debian_source_lines, read_apt_sources
 from stamp.output import say
@@ -248,10 +248,32 @@ def _one_base_build() -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+# What Podman ("image not known") and Docker ("No such image") say of an image they do not have.
+_ABSENT = ("image not known", "no such image")
+LOOKUP_ATTEMPTS = 3
+
+
 def image_exists(engine: Engine, ref: str) -> bool:
-    """Whether the engine has an image called `ref`."""
-    done = engine.run(["image", "inspect", "--format", "{{.Id}}", ref], what="image lookup", check=False, echo=False)
-    return done.returncode == 0
+    """Whether the engine has an image called `ref`.
+
+    Only the engine's own "no such image" means no: any other failure (a busy Podman's storage lock) is retried,
+    then raised. Taking it for "absent" would make an adoptable build look lost, and a rerun deregister its AMIs.
+    """
+    why = ""
+    for attempt in range(LOOKUP_ATTEMPTS):
+        if attempt:
+            time.sleep(0.5 * attempt)
+        inspect = ["image", "inspect", "--format", "{{.Id}}", ref]
+        done = engine.run(inspect, what="image lookup", check=False, echo=False)
+        if done.returncode == 0:
+            return True
+        if any(text in done.stderr.lower() for text in _ABSENT):
+            return False
+        why = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+    raise CloudError(
+        f"local cloud: cannot tell whether the engine has image {ref}: {why}",
+        hint=f"check that `{engine.name} info` works, then run the command again",
+    )
 
 
 def ensure_base_image(engine: Engine, root: Path, *, apt_dir: Path = Path("/etc/apt")) -> str:
