@@ -348,7 +348,8 @@ def test_a_rerun_under_the_build_id_adopts_the_amis_an_interrupted_build_registe
         timeout=300,
     )
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert f"adopted build {run.build_id}" in rerun.stderr, (run.output[-3000:], rerun.stderr[-3000:])
+    if f"adopted build {run.build_id}" not in rerun.stderr:
+        pytest.fail(f"the rerun did not adopt:\n{rerun.stderr[-6000:]}\nthe killed run:\n{run.output[-3000:]}")
     assert "packer build" not in rerun.stderr
     result = (workspace.root / "build" / "kit" / "result.json").read_text()
     assert all(t.resource_id in result for t in made)
