@@ -18,7 +18,7 @@ import boto3
 from stamp.catalog.load import Catalog, load_catalog
 from stamp.cloud.aws import AwsCloud
 from stamp.drivers import proc
-from stamp.local.cloud import moto_answers
+from stamp.local.moto_process import moto_answers
 
 ORG = "arn:aws:organizations::111122223333:organization/o-exampleorg1"
 OU = "arn:aws:organizations::111122223333:ou/o-exampleorg1/ou-ab12-cd34ef56"

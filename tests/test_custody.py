@@ -18,7 +18,7 @@ from stamp.cli import main
 from stamp.clock import iso
 from stamp.cloud.aws import AwsCloud
 from stamp.cloud.protocol import ShareDiff, ShareSet
-from stamp.cloud.sharing import parameter_name
+from stamp.cloud.publish_policy import parameter_name
 from stamp.commands.record import confirm_custody
 from stamp.errors import PolicyError
 from stamp.tags import BUILD_ID_TAG, IMAGE_TAG, REVOKED_TAG, VERIFIED, VERIFIED_TAG

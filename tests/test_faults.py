@@ -31,6 +31,7 @@ from stamp.errors import BuildError
 from stamp.hosts.base import CloudKind, Target
 from stamp.hosts.ec2 import Ec2Target
 from stamp.local import cloud as local_cloud
+from stamp.local import moto_process, state_file
 from stamp.local.engine import Engine
 from stamp.tags import BUILD_ID_TAG, VERIFIED, VERIFIED_TAG
 
@@ -327,9 +328,9 @@ def test_a_good_user_data_template_launches_every_instance(
 @pytest.fixture
 def no_engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[list[str]]:
     """The local cloud with a real moto server but no container engine, base image or SSH key behind it;
-    returns the list `_start_moto` appends each server it starts to. Every server is killed afterwards."""
+    returns the list `start_moto` appends each server it starts to. Every server is killed afterwards."""
     started: list[str] = []
-    real_start = local_cloud._start_moto
+    real_start = moto_process.start_moto
 
     def start_moto(root: Path, amis_path: Path, *, enforce_iam: bool) -> tuple[str, int]:
         endpoint, pid = real_start(root, amis_path, enforce_iam=enforce_iam)
@@ -337,7 +338,7 @@ def no_engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[list[
         return endpoint, pid
 
     keys = tmp_path / "keys"
-    monkeypatch.setattr(local_cloud, "_start_moto", start_moto)
+    monkeypatch.setattr(local_cloud, "start_moto", start_moto)
     monkeypatch.setattr(local_cloud, "detect_engine", lambda root: Engine("podman", {}))
     monkeypatch.setattr(local_cloud, "ensure_base_image", lambda engine, root: "localhost/stamp-test-base")
     monkeypatch.setattr(local_cloud, "image_exists", lambda engine, image: True)
@@ -348,7 +349,7 @@ def no_engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[list[
     yield started
     for line in started:
         pid = int(line.split()[1])
-        if local_cloud._pid_alive(pid):
+        if moto_process.pid_alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             with contextlib.suppress(ChildProcessError):
@@ -395,7 +396,7 @@ def test_a_paused_moto_server_is_reported_and_never_replaced(
     os.kill(pid, signal.SIGSTOP)
     code, err = run(["local", "down"], capsys)  # down stops a paused server too
     assert code == 0, err
-    assert not local_cloud._pid_alive(pid)
+    assert not moto_process.pid_alive(pid)
     assert not _state(repo).exists()
 
 
@@ -408,9 +409,9 @@ def test_a_hung_moto_server_is_reported_and_left_alone(
     )
     try:
         with socket_free_port() as port:
-            root = local_cloud.state_root(repo)
+            root = state_file.state_root(repo)
             root.mkdir(parents=True)
-            cloud = local_cloud.LocalCloud(
+            cloud = state_file.LocalCloud(
                 root=root,
                 endpoint_url=f"http://127.0.0.1:{port}",
                 moto_pid=hung.pid,
@@ -421,9 +422,9 @@ def test_a_hung_moto_server_is_reported_and_left_alone(
                 ssh_public_key=root / "id.pub",
                 ssh_config=root / "config",
             )
-            local_cloud._write_state(cloud)
+            state_file.write_state(cloud)
             state = _state(repo).read_bytes()
-            monkeypatch.setattr(local_cloud, "MOTO_ANSWER_GRACE", 1.0)
+            monkeypatch.setattr(moto_process, "MOTO_ANSWER_GRACE", 1.0)
             code, err = run(["local", "up"], capsys)
         assert code == 5, err
         assert f"at http://127.0.0.1:{port} (moto, pid {hung.pid}) does not answer; it is hung" in err, err

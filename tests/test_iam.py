@@ -24,7 +24,7 @@ from stamp.cli import main
 from stamp.cloud.aws import AwsCloud
 from stamp.commands import iam
 from stamp.errors import CloudError
-from stamp.local.cloud import BUILTIN_KEYS, credentials, wants_iam
+from stamp.local.credentials import BUILTIN_KEYS, credentials, wants_iam
 from stamp.local.motoserver import signing_key
 
 REPO = Path(__file__).resolve().parents[1]

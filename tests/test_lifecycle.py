@@ -20,7 +20,7 @@ from stamp.cli import main
 from stamp.clock import iso
 from stamp.cloud.aws import AwsCloud
 from stamp.cloud.protocol import ImageUser, ShareSet
-from stamp.cloud.sharing import parameter_name
+from stamp.cloud.publish_policy import parameter_name
 from stamp.commands.prune import AmiState, Usage, plan_prune, prune, retained_versions
 from stamp.commands.revoke import find_descendants, next_current, plan_revoke, revoke
 from stamp.commands.rollback import plan_rollback, rollback

@@ -19,9 +19,10 @@ from stamp.errors import CatalogError
 from stamp.local import LocalCloud, user_data_kind
 from stamp.local.aptcache import AptCache, build_apt_config, config_text, mirror_hosts
 from stamp.local.baseimage import APT_BUILD_CONF, BASE_IMAGE, CLOUD_CFG, INIT_SCRIPT, customize_hook
-from stamp.local.cloud import _write_state, cloud_id, images_to_remove, state_root
 from stamp.local.containers import CLOUD_LABEL, LIFE_LABEL, STATE_LABEL, StampImage, _created, seed_image_for
+from stamp.local.removable_images import images_to_remove
 from stamp.local.stale import absent_amis, release_warnings
+from stamp.local.state_file import cloud_id, state_root, write_state
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
@@ -73,7 +74,7 @@ def test_down_takes_its_own_images_and_dead_clouds_but_not_running_ones(
     running = state_root(tmp_path / "running")
     dead = state_root(tmp_path / "dead")
     running.mkdir(parents=True)
-    _write_state(_cloud(running, moto_like.pid))
+    write_state(_cloud(running, moto_like.pid))
     images = [
         _image("localhost/stamp/ami:ami-1", _labels(this, 111)),  # this cloud, an earlier life
         _image("localhost/stamp/ami:ami-2", _labels(running, moto_like.pid)),  # a running cloud's

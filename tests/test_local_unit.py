@@ -14,7 +14,7 @@ from stamp.drivers.ssh import ssh_config_text
 from stamp.errors import BuildError, CatalogError, CloudError
 from stamp.local import LocalCloud, SeedImage, aws_env, container_image_for, seed_ami_id
 from stamp.local.baseimage import INIT_SCRIPT, LOOKUP_ATTEMPTS, USER_DATA_UNIT, customize_hook, image_exists
-from stamp.local.cloud import _write_amis, cloud_id
+from stamp.local.cloud import _write_amis
 from stamp.local.engine import Engine
 from stamp.local.seeds import moto_amis
 from stamp.local.sources import (
@@ -24,6 +24,7 @@ from stamp.local.sources import (
     parse_one_line,
     read_apt_sources,
 )
+from stamp.local.state_file import cloud_id
 
 SEED = SeedImage(
     name="debian-12-amd64-20261101-1234",

@@ -20,7 +20,8 @@ from stamp.catalog.releases import channel_head, channel_release
 from stamp.catalog.results import write_result
 from stamp.cli import main
 from stamp.cloud.aws import AwsCloud
-from stamp.cloud.sharing import channel_parameter_name, parameter_name, publish
+from stamp.cloud.publish_policy import channel_parameter_name, parameter_name
+from stamp.cloud.sharing import publish
 from stamp.commands.plan import format_json
 from stamp.commands.promote import due_promotions, plan_promotion
 from stamp.commands.prune import AmiState, Usage, plan_prune

@@ -15,7 +15,8 @@ from fakes import FakeCloud
 from stamp.catalog.load import Catalog, load_catalog
 from stamp.cloud.aws import AwsCloud
 from stamp.cloud.protocol import ShareDiff, ShareSet
-from stamp.cloud.sharing import desired_share, parameter_name, plan_share, publish
+from stamp.cloud.publish_policy import desired_share, parameter_name, plan_share
+from stamp.cloud.sharing import publish
 from stamp.errors import CatalogError, PolicyError, PublishFailed
 
 ORG = "arn:aws:organizations::111122223333:organization/o-exampleorg1"

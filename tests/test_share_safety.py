@@ -15,7 +15,8 @@ from fakes import FakeCloud
 from stamp.catalog.load import Catalog, load_catalog
 from stamp.cloud.aws import AwsCloud
 from stamp.cloud.protocol import KmsKey, ShareSet
-from stamp.cloud.sharing import MAX_SHARE_ENTITIES, parameter_name, publish
+from stamp.cloud.publish_policy import MAX_SHARE_ENTITIES, parameter_name
+from stamp.cloud.sharing import publish
 from stamp.errors import CatalogError, PolicyError
 
 ACCOUNT = "123456789012"  # moto's default account

@@ -46,7 +46,7 @@ from stamp.commands.record import WORKSPACE_MARKER
 from stamp.hosts.base import BuildMachine
 from stamp.hosts.local import LocalTarget
 from stamp.hosts.target import seeds_for
-from stamp.local.cloud import BUILTIN_KEYS, CREDENTIALS_ENV, IAM_ENV
+from stamp.local.credentials import BUILTIN_KEYS, CREDENTIALS_ENV, IAM_ENV
 from stamp.tags import BUILD_ID_TAG, DESCRIPTION_TAG, IMAGE_TAG, SOURCE_AMI_TAG, VERIFIED_TAG
 
 pytestmark = pytest.mark.e2e

@@ -25,7 +25,8 @@ from stamp.catalog.load import Catalog, load_catalog
 from stamp.catalog.results import BuildResult
 from stamp.cloud.aws import AwsCloud
 from stamp.cloud.protocol import ShareSet
-from stamp.cloud.sharing import parameter_name, publish
+from stamp.cloud.publish_policy import parameter_name
+from stamp.cloud.sharing import publish
 from stamp.commands.record import record
 from stamp.errors import CatalogError, CloudError, PublishFailed
 

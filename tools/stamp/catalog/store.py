@@ -12,9 +12,10 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from stamp.catalog import file_reading
 from stamp.catalog import load as catalog_module
-from stamp.catalog.edit import Layout
 from stamp.catalog.load import Catalog
+from stamp.catalog.text_layout import Layout
 from stamp.errors import CatalogError, CatalogProblems
 
 
@@ -72,7 +73,7 @@ def check_text(text: str, path: Path, *, what: str, command: str = "stamp record
 
 def read_checked(catalog_path: Path) -> tuple[str, Catalog]:
     """The catalog's text and what it says, for a command about to edit it (hold `catalog_lock` around both)."""
-    text = catalog_module.read_text(catalog_path)
+    text = file_reading.read_text(catalog_path)
     return text, check_text(text, catalog_path, what="the catalog")
 
 

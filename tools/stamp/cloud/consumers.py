@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from stamp.catalog.load import Catalog
 from stamp.catalog.releases import channel_heads
 from stamp.cloud.protocol import Cloud, ImageUser
-from stamp.cloud.sharing import channel_parameter_name, parameter_name
+from stamp.cloud.publish_policy import channel_parameter_name, parameter_name
 from stamp.errors import CloudError
 
 # A consumer account stamp could not reach, and why (the role's assumption failed): never skipped in silence.

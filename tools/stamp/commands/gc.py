@@ -28,7 +28,7 @@ from stamp.tags import BUILD_ID_TAG, VERIFIED, VERIFIED_TAG
 # What a build makes, and how each carries the build ID (measured with Packer 1.6.6 against moto):
 # - instance and its volumes, AMIs, snapshots: Packer's run_tags, run_volume_tags, tags and snapshot_tags. But
 #   1.6.6 tags AMIs and snapshots only after every region copy finished, so stamp tags a copy it finds by the
-#   build's unique AMI name when a build fails or is rerun (build._claim_named).
+#   build's unique AMI name when a build fails or is rerun (build_leftovers._claim_named).
 # - key pair: 1.6.6 makes an untagged `packer_<uuid>` one unless given one; stamp imports its own, tagged.
 # - security group: 1.6.6 makes an untagged `packer_<uuid>` one ("Temporary group for Packer") and deletes it
 #   when it stops normally or on SIGTERM. Only a kill of Packer itself leaves it, untagged: the janitor does

@@ -12,6 +12,7 @@ from stamp.output import say
 def run(args: argparse.Namespace) -> int:
     from stamp import local
     from stamp.hosts.target import seeds_for
+    from stamp.local.credentials import BUILTIN_KEYS, credentials
 
     root = Path(args.catalog).resolve().parent
     if args.action == "down":
@@ -29,11 +30,7 @@ def run(args: argparse.Namespace) -> int:
     env = local.aws_env(cloud)
     if args.action == "env":
         # Keys taken from the environment (STAMP_LOCAL_CREDENTIALS=env) are there already: never printed.
-        skipped = (
-            ()
-            if local.cloud.credentials() == local.cloud.BUILTIN_KEYS
-            else ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-        )
+        skipped = () if credentials() == BUILTIN_KEYS else ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
         for key, value in env.items():
             if key not in skipped:
                 print(f"export {key}={value}")

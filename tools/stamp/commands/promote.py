@@ -23,7 +23,7 @@ from stamp.catalog.releases import (
     entered,
     find_release,
 )
-from stamp.cloud.sharing import channel_parameter_name
+from stamp.cloud.publish_policy import channel_parameter_name
 from stamp.commands.common import catalog_of, target_of
 from stamp.errors import CatalogError, PromotionRefused, UsageError
 from stamp.notify import notifier

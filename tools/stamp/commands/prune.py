@@ -20,7 +20,7 @@ from stamp.catalog.releases import RETAINED, channel_heads, newest_first
 from stamp.clock import iso, parse_time
 from stamp.cloud.consumers import users_elsewhere
 from stamp.cloud.protocol import Cloud, ImageDetails, ImageUser
-from stamp.cloud.sharing import channel_parameter_name, parameter_name
+from stamp.cloud.publish_policy import channel_parameter_name, parameter_name
 from stamp.commands.common import catalog_of, target_of
 from stamp.errors import (
     CloudError,

@@ -13,13 +13,14 @@ from pathlib import Path
 import pydantic
 
 from stamp import clock
+from stamp.catalog import file_reading
 from stamp.catalog import inventory as inv
-from stamp.catalog import load as catalog_module
-from stamp.catalog.edit import Layout, with_release
+from stamp.catalog.edit import with_release
 from stamp.catalog.load import Catalog, load_catalog
 from stamp.catalog.models import Release, SbomRef
 from stamp.catalog.results import BuildResult
 from stamp.catalog.store import catalog_lock, check_part, check_text, write_atomically
+from stamp.catalog.text_layout import Layout
 from stamp.cloud.protocol import Cloud
 from stamp.commands.common import catalog_of, target_of
 from stamp.errors import CatalogError, CloudError, PolicyError
@@ -123,7 +124,7 @@ def record(
     when = now or clock.utc_now()
     images = {result.image for result in results}
     with catalog_lock(catalog_path):
-        original = catalog_module.read_text(catalog_path)
+        original = file_reading.read_text(catalog_path)
         text = original
         try:
             layout = Layout.of(text, images)

@@ -12,7 +12,7 @@ from stamp.catalog import edit as catalog_edit
 from stamp.catalog import releases, store
 from stamp.catalog.load import Catalog
 from stamp.cloud.protocol import Cloud
-from stamp.cloud.sharing import PublishReport
+from stamp.cloud.publish_report import PublishReport
 from stamp.commands import revoke
 from stamp.commands.common import catalog_of, target_of
 from stamp.errors import (

@@ -18,7 +18,9 @@ from stamp.catalog.load import Catalog
 from stamp.catalog.models import Release
 from stamp.catalog.releases import age, channel_head, channels_of, find_release, newest_first
 from stamp.cloud.protocol import Cloud
-from stamp.cloud.sharing import PublishReport, channel_parameter_name, parameter_name, publish
+from stamp.cloud.publish_policy import channel_parameter_name, parameter_name
+from stamp.cloud.publish_report import PublishReport
+from stamp.cloud.sharing import publish
 from stamp.commands.common import catalog_of, target_of
 from stamp.errors import CatalogError, CloudError, MissingResource, PublishFailed, UsageError
 from stamp.notify import notifier

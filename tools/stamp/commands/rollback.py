@@ -13,7 +13,7 @@ from stamp.catalog.load import Catalog
 from stamp.catalog.models import Release
 from stamp.catalog.releases import newest_first
 from stamp.cloud.protocol import Cloud
-from stamp.cloud.sharing import PublishReport
+from stamp.cloud.publish_report import PublishReport
 from stamp.commands.common import catalog_of, target_of
 from stamp.commands.revoke import Usable, always_usable, amis_exist, next_current, republish
 from stamp.errors import CatalogError

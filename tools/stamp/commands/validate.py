@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from stamp.catalog import yamlsafe
-from stamp.catalog.load import Catalog, read_text
+from stamp.catalog.file_reading import read_text
+from stamp.catalog.load import Catalog
 from stamp.commands.common import catalog_of
 from stamp.drivers import packer, proc
 from stamp.drivers.hcl import HCL_FILE, PLACEHOLDER_AMI, render_image, write_render

@@ -11,6 +11,8 @@ from stamp.cloud.aws import AwsCloud
 from stamp.hosts.base import CloudKind, Target
 from stamp.hosts.ec2 import Ec2Target
 from stamp.hosts.local import LocalTarget
+from stamp.local.credentials import BUILTIN_KEYS
+from stamp.local.state_file import state_root
 
 # Owner aliases have no account ID a seed could carry; these are the ones AWS answers for them.
 _ALIAS_OWNERS = {"amazon": "137112412989", "aws-marketplace": "679593333241", "self": "123456789012"}
@@ -40,7 +42,7 @@ def target_for(kind: CloudKind, catalog: Catalog) -> Target:
     if kind == "aws":
         return Ec2Target(AwsCloud(None))
     if local.status(catalog.root) is None:
-        if (local.cloud.state_root(catalog.root) / "state.json").is_file():
+        if (state_root(catalog.root) / "state.json").is_file():
             # moto keeps everything in memory: a cloud whose server died has lost every AMI built in it.
             print(
                 "local cloud: the one recorded in .stamp/local/state.json has stopped (its moto server is gone), "
@@ -52,7 +54,7 @@ def target_for(kind: CloudKind, catalog: Catalog) -> Target:
     cloud = local.up(catalog.root, seeds_for(catalog))
     env = local.aws_env(cloud)
     keys = (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
-    own = local.cloud.BUILTIN_KEYS
+    own = BUILTIN_KEYS
     admin = AwsCloud(cloud.endpoint_url, credentials=own) if keys != own else None
     return LocalTarget(AwsCloud(cloud.endpoint_url, credentials=keys), local=cloud, env=env, admin=admin)
 

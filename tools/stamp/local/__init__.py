@@ -3,8 +3,9 @@
 What it promises users is in the contract (docs/contract.md, Local cloud).
 """
 
-from stamp.local.cloud import LocalCloud, aws_env, down, status, up
+from stamp.local.cloud import down, status, up
 from stamp.local.containers import container_image_for
+from stamp.local.credentials import aws_env
 from stamp.local.instances import (
     Container,
     build_labels,
@@ -16,6 +17,7 @@ from stamp.local.instances import (
     user_data_kind,
 )
 from stamp.local.seeds import SeedImage, seed_ami_id
+from stamp.local.state_file import LocalCloud
 
 __all__ = [
     "Container",

@@ -14,7 +14,8 @@ from stamp.catalog.models import Release
 from stamp.cloud.aws import AwsCloud
 from stamp.cloud.protocol import Cloud
 from stamp.errors import CloudError
-from stamp.local.cloud import aws_env, status
+from stamp.local.cloud import status
+from stamp.local.credentials import aws_env
 
 
 def absent_amis(cloud: Cloud, amis: Mapping[str, str]) -> dict[str, str]:

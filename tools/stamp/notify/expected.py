@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from stamp.catalog.load import Catalog
 from stamp.catalog.models import Release
 from stamp.catalog.releases import age, channels_of
-from stamp.cloud.sharing import LAUNCHABLE
+from stamp.cloud.publish_policy import LAUNCHABLE
 from stamp.notify.events import Event, EventType, SourceChange
 
 # The prefix `stamp restore` gives a restored release's reason (tools/stamp/commands/restore.py).
