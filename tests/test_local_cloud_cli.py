@@ -332,7 +332,7 @@ def test_a_shell_script_still_runs_without_cloud_init(repo: Repo) -> None:
 def test_user_data_cloud_init_cannot_finish_is_an_error(repo: Repo) -> None:
     done = launch(repo, "#cloud-config\nbootcmd: [false]\n")
     assert done.returncode == 5, done.stderr
-    assert "cloud-init did not finish the #cloud-config" in done.stderr
+    assert "cloud-init did not finish the #cloud-config" in done.stderr, done.stderr
     assert "status error" in done.stderr and "/var/log/cloud-init-output.log" in done.stderr
 
 

@@ -26,8 +26,9 @@ from stamp.local import (
     terminate,
     up,
 )
-from stamp.local.cloud import _pid_alive
 from stamp.local.containers import CLOUD_LABEL
+from stamp.local.instances import wait_for_ssh
+from stamp.local.moto_process import pid_alive
 
 pytestmark = pytest.mark.e2e
 
@@ -208,6 +209,28 @@ def test_launch_of_an_ami_without_an_image_names_the_ami(cloud: LocalCloud) -> N
         launch(cloud, "ami-0ffffffffffffffff", name="e2e-missing", ssh_user="admin")
 
 
+def test_an_instance_that_never_takes_ssh_logins_is_an_error_saying_what_its_boot_waits_for(
+    cloud: LocalCloud,
+) -> None:
+    instance = launch(cloud, SEED.resolved_ami_id, name="e2e-no-sshd", ssh_user="admin", wait=False)
+    try:
+        engine = cloud.engine_handle
+        stopped = ["exec", instance.container_id, "systemctl", "mask", "--now", "ssh.service", "ssh.socket"]
+        # Once booted, sshd goes; the console's last lines then say so.
+        deadline = time.monotonic() + 60
+        while engine.run(stopped, what="test", check=False, echo=False).returncode != 0:
+            assert time.monotonic() < deadline, "systemd in the instance never answered"
+            time.sleep(0.5)
+        with pytest.raises(CloudError) as failed:
+            wait_for_ssh(cloud, instance, timeout=2)
+        message = failed.value.message
+        assert f"did not accept SSH logins as admin on 127.0.0.1:{instance.ssh_port} within 2 s" in message
+        assert "--- systemctl list-jobs ---" in message and "No jobs running." in message
+        assert "--- last lines of its console ---" in message
+    finally:
+        terminate(cloud, instance.container_id)
+
+
 def test_terminate_is_harmless_when_already_gone(cloud: LocalCloud) -> None:
     instance = launch(cloud, SEED.resolved_ami_id, name="e2e-gone", ssh_user="admin", wait=False)
     terminate(cloud, instance.container_id)
@@ -222,7 +245,7 @@ def test_down_removes_containers_and_stops_moto(tmp_path: Path) -> None:
     assert list_instances(local)
     down(tmp_path)
     assert status(tmp_path) is None
-    assert not _pid_alive(local.moto_pid)
+    assert not pid_alive(local.moto_pid)
     # Containers of other local clouds sharing this engine (other checkouts) are none of down's business.
     left = proc.run(
         [local.engine, "ps", "--all", "--quiet", "--filter", f"label={CLOUD_LABEL}={local.cloud_id}"],

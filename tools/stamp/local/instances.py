@@ -14,7 +14,6 @@ from stamp.drivers import proc
 from stamp.drivers.ssh import banner_answers, login_problem, ssh_args
 from stamp.errors import CatalogError, CloudError
 from stamp.local.baseimage import APT_BUILD_CONF, CLOUD_INIT_LOG, SEED_DIR
-from stamp.local.cloud import LocalCloud
 from stamp.local.containers import (
     CLOUD_LABEL,
     COMMIT_REPO,
@@ -27,6 +26,7 @@ from stamp.local.containers import (
     seed_image_for,
 )
 from stamp.local.engine import Engine
+from stamp.local.state_file import LocalCloud
 from stamp.output import say
 from stamp.tags import BUILD_ID_TAG
 
@@ -284,9 +284,22 @@ def wait_for_ssh(cloud: LocalCloud, instance: Container, *, timeout: float = SSH
         time.sleep(0.1)
     raise CloudError(
         f"local cloud: instance {instance.name} ({instance.ami_id}) did not accept SSH logins as"
-        f" {instance.ssh_user} on 127.0.0.1:{instance.ssh_port} within {timeout:.0f} s: {last}",
+        f" {instance.ssh_user} on 127.0.0.1:{instance.ssh_port} within {timeout:.0f} s: {last}"
+        + _boot_state(engine, instance.container_id),
         hint=f"inspect it with `{engine.name} logs {instance.container_id[:12]}`; an image without sshd or"
         f" without the user {instance.ssh_user} cannot be an instance",
+    )
+
+
+def _boot_state(engine: Engine, container_id: str) -> str:
+    """What the instance's systemd still waits for, and the end of its console: why a boot did not get to SSH."""
+    jobs = engine.run(
+        ["exec", container_id, "systemctl", "list-jobs", "--no-pager"], what="boot jobs", check=False, echo=False
+    )
+    logs = engine.run(["logs", "--tail", "15", container_id], what="logs", check=False, echo=False)
+    return (
+        f"\n--- systemctl list-jobs ---\n{(jobs.stdout or jobs.stderr).strip()}"
+        f"\n--- last lines of its console ---\n{(logs.stdout + logs.stderr).strip()}"
     )
 
 
