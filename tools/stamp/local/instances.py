@@ -27,12 +27,15 @@ from stamp.local.containers import (
 )
 from stamp.local.engine import Engine
 from stamp.local.state_file import LocalCloud
-from stamp.output import say
+from stamp.output import detail, say
 from stamp.tags import BUILD_ID_TAG
 
 # How long a container may take to answer SSH. It boots in about a second, but a #cloud-config runs cloud-init
 # before sshd, and on a busy 2-core machine (two test workers building images) that once took over 60 s.
 SSH_TIMEOUT = 180.0
+# A #cloud-config boot or a busy machine can keep sshd from answering for this long without anything being wrong;
+# after it, wait_for_ssh reloads the port forwarding (harmless when nothing was lost).
+PORT_RELOAD_AFTER = 15.0
 # The host's name=systemd cgroup hierarchy, there only on cgroup v1 hosts: systemd in a Docker container needs it.
 CGROUP_V1_SYSTEMD = "/sys/fs/cgroup/systemd"
 # How long a launch waits for cloud-init to finish a #cloud-config (installing packages takes a while).
@@ -263,6 +266,7 @@ def wait_for_ssh(cloud: LocalCloud, instance: Container, *, timeout: float = SSH
     deadline = time.monotonic() + timeout
     last = "no SSH banner yet"
     checks = 0
+    quiet_since = time.monotonic()
     # The banner is polled every 50 ms (a connect to 127.0.0.1 costs nothing; systemd boots in ~1 s), whether the
     # container still runs about every 2 s.
     while time.monotonic() < deadline:
@@ -275,8 +279,12 @@ def wait_for_ssh(cloud: LocalCloud, instance: Container, *, timeout: float = SSH
                 hint="the image's init or sshd failed; check the provisioning that built this AMI",
             )
         if not banner_answers(instance.ssh_host, instance.ssh_port):
+            if engine.name == "podman" and time.monotonic() - quiet_since > PORT_RELOAD_AFTER:
+                _reload_port_forwarding(engine, instance.container_id)
+                quiet_since = time.monotonic()
             time.sleep(0.05)
             continue
+        quiet_since = time.monotonic()
         problem = login_problem(cloud.ssh_config, instance.ssh_host, instance.ssh_port, instance.ssh_user)
         if problem is None:
             return
@@ -291,14 +299,34 @@ def wait_for_ssh(cloud: LocalCloud, instance: Container, *, timeout: float = SSH
     )
 
 
+def _reload_port_forwarding(engine: Engine, container_id: str) -> None:
+    """Put back the firewall rules that publish the container's SSH port.
+
+    Rootful Podman publishes ports with iptables rules (CNI's portmap); another container's set-up or tear-down, or
+    a dockerd starting, can lose them, and the port then never answers although sshd runs inside.
+    """
+    detail(f"local cloud: no SSH banner from {container_id[:12]} yet; reloading its port forwarding")
+    engine.run(["network", "reload", container_id], what="reloading port forwarding", check=False)
+
+
+_INSIDE_BANNER = (
+    "import socket; s = socket.create_connection(('127.0.0.1', 22), 5); s.settimeout(5); print(s.recv(64).decode())"
+)
+
+
 def _boot_state(engine: Engine, container_id: str) -> str:
-    """What the instance's systemd still waits for, and the end of its console: why a boot did not get to SSH."""
+    """What the instance's systemd still waits for, whether sshd answers inside it, and the end of its console:
+    why a boot did not get to SSH."""
     jobs = engine.run(
         ["exec", container_id, "systemctl", "list-jobs", "--no-pager"], what="boot jobs", check=False, echo=False
+    )
+    inside = engine.run(
+        ["exec", container_id, "python3", "-c", _INSIDE_BANNER], what="sshd inside", check=False, echo=False
     )
     logs = engine.run(["logs", "--tail", "15", container_id], what="logs", check=False, echo=False)
     return (
         f"\n--- systemctl list-jobs ---\n{(jobs.stdout or jobs.stderr).strip()}"
+        f"\n--- sshd's banner on port 22 inside the instance ---\n{(inside.stdout or inside.stderr).strip()}"
         f"\n--- last lines of its console ---\n{(logs.stdout + logs.stderr).strip()}"
     )
 
