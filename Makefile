@@ -57,12 +57,13 @@ demo: setup ## the whole GitOps flow on the local cloud, in a scratch copy of th
 site: $(VENV)/.installed ## the catalog as a static web site in site/ (docs/site.md)
 	$(STAMP) site --out site --build build
 
-# Two workers, one test file each at a time (module-scoped local clouds stay on one worker); most of a local
-# build is waiting on containers, SSH and moto, which the other worker fills. The Docker engine test runs alone
-# afterwards: the dockerd it starts rewrites the host's firewall rules while the other worker's containers boot.
+# Two workers, one test file each at a time (module-scoped local clouds stay on one worker), longest files first
+# (tests/conftest.py, RUN_FIRST); most of a local build is waiting on containers, SSH and moto, which the other
+# worker fills. The Docker engine test runs alone afterwards: the dockerd it starts rewrites the host's firewall
+# rules while the other worker's containers boot.
 DOCKER_TESTS := tests/test_local_docker.py
 test: setup lint typecheck ## lint, type-check and the whole test suite (end-to-end on the local cloud included)
-	$(PY) -m pytest -n 2 --dist loadfile --ignore=$(DOCKER_TESTS)
+	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder --ignore=$(DOCKER_TESTS)
 	$(PY) -m pytest $(DOCKER_TESTS)
 
 test-reliability: setup ## the reliability suite alone; prints its scoreboard table

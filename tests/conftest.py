@@ -111,6 +111,27 @@ def make_ami(aws: AwsCloud) -> MakeAmi:
     return make
 
 
+# The longest files, longest first. `make test` hands its two workers one file at a time in collection order
+# (--dist loadfile --no-loadscope-reorder); a long file handed out last would run on alone at the end, as the
+# IAM necessity check (minutes in one test) did when xdist ordered files by their number of tests.
+RUN_FIRST = (
+    "tests/e2e/test_iam_roles.py",
+    "tests/e2e/test_pipeline.py",
+    "tests/test_local_cloud_cli.py",
+    "tests/reliability/test_kill.py",
+    "tests/e2e/test_inventory_e2e.py",
+    "tests/e2e/test_updates_e2e.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return RUN_FIRST.index(path) if path in RUN_FIRST else len(RUN_FIRST)
+
+    items.sort(key=rank)  # stable: the tests of a file keep their order
+
+
 # The reliability suite's scoreboard: tests report what they tried and what went wrong; the run prints a table.
 _SCOREBOARD = Scoreboard()
 
