@@ -380,8 +380,9 @@ def catalog_text(pattern: str, east: str, west: str) -> str:
 
 
 # Packer 1.6.6's waiters poll on through a refusal: without ec2:DescribeInstances a build waits its 120 attempts
-# twice (~4 minutes) before it fails. The local cloud answers at once, so builds here get 15.
-POLL_ATTEMPTS = "15"
+# twice (~4 minutes) before it fails. moto's instances run and its AMIs are available at the first poll, so
+# builds here get 5 (10 s of polling, once a second, for each waiter a refusal stalls).
+POLL_ATTEMPTS = "5"
 
 
 def fewer_polls(start_build: Any) -> Any:
