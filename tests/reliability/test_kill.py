@@ -32,8 +32,8 @@ from stamp.commands.gc import collect_garbage
 from stamp.drivers import runfiles
 from stamp.drivers.layers import run_in_layers
 from stamp.drivers.stopping import clear_stop, is_stopping, stop_builds
-from stamp.errors import BuildError, Terminated, UsageError
-from stamp.hosts.base import Target
+from stamp.errors import BuildError, Stopped, Terminated, UsageError
+from stamp.hosts.base import BuildMachine, Target
 from stamp.hosts.ec2 import Ec2Target
 from stamp.hosts.local import LocalTarget
 from stamp.local.baseimage import image_exists
@@ -401,6 +401,10 @@ class FakePacker:
 
     cloud: FakeCloud
     fail: BuildError | None = None
+    # Raised after the manifest is written, its work done; with stop_on_exit, stamp is told to stop just before,
+    # as when a SIGTERM reaches stamp and the Packer that is exiting.
+    fail_on_exit: BuildError | None = None
+    stop_on_exit: bool = False
     seen: list[dict[str, str]] = field(default_factory=list)
 
     def build(self, directory: Path, *, vars: Mapping[str, str], **_: object) -> None:
@@ -425,6 +429,10 @@ class FakePacker:
             ],
         }
         (directory / "manifest.json").write_text(json.dumps(manifest))
+        if self.stop_on_exit:
+            stop_builds()
+        if self.fail_on_exit is not None:
+            raise self.fail_on_exit
 
 
 @pytest.fixture
@@ -473,6 +481,51 @@ def test_a_failed_build_deletes_its_key_pair_and_any_earlier_result_and_says_wha
     assert "Error waiting for AMI" in message
     assert "us-east-1: nothing" in message and "eu-west-1: nothing" in message
     assert "nothing was recorded or shared; `stamp gc` removes what build base-" in message
+
+
+@dataclass(frozen=True)
+class CommittingTarget(Ec2Target):
+    """EC2 with a build machine of stamp's own, as the local cloud has: what `finish_build` ties to the AMIs."""
+
+    committed: list[dict[str, str]] = field(default_factory=list)
+
+    def start_build(self, image: Any, build_id: str, *, source_ami: str, public_key: str) -> BuildMachine:
+        return BuildMachine(machine_id=f"machine-of-{build_id}")
+
+    def finish_build(self, machine: BuildMachine, amis: Mapping[str, str]) -> float:
+        self.committed.append(dict(amis))
+        return 0.0
+
+
+def test_a_stop_that_ends_packer_after_its_manifest_keeps_the_amis_committed_for_a_rerun(
+    fake_build: tuple[Catalog, Target, FakePacker], tmp_path: Path
+) -> None:
+    catalog, _target, fake = fake_build
+    target = CommittingTarget(fake.cloud)
+    # The SIGTERM reached Packer as it was exiting: it had written its manifest, then died of the signal.
+    fake.fail_on_exit = BuildError("packer build of image 'base' failed (exit 1): interrupted")
+    fake.stop_on_exit = True
+    try:
+        with pytest.raises(Stopped, match="stopped after Packer registered its AMIs") as stopped:
+            build_image(catalog, "base", target, build_root=tmp_path / "build")
+    finally:
+        clear_stop()
+    (committed,) = target.committed
+    assert set(committed) == {"us-east-1", "eu-west-1"}
+    assert all(ami in str(stopped.value) for ami in committed.values())
+    assert "adopts what it finished" in (stopped.value.hint or "")
+
+
+def test_a_packer_failure_with_no_stop_commits_nothing_even_with_a_manifest(
+    fake_build: tuple[Catalog, Target, FakePacker], tmp_path: Path
+) -> None:
+    catalog, _target, fake = fake_build
+    target = CommittingTarget(fake.cloud)
+    fake.fail_on_exit = BuildError("packer build of image 'base' failed (exit 1): a post-processor failed")
+    with pytest.raises(BuildError, match="a post-processor failed") as failed:
+        build_image(catalog, "base", target, build_root=tmp_path / "build")
+    assert not isinstance(failed.value, Stopped)
+    assert target.committed == []
 
 
 def test_a_stopped_process_starts_no_build(fake_build: tuple[Catalog, Target, FakePacker], tmp_path: Path) -> None:

@@ -177,7 +177,10 @@ def _build_image(
             if on_error == "keep" and not is_stopping():
                 kept = True
                 raise with_kept_machine(exc, catalog, target, image, build_id, machine, private_key) from None
-            raise with_leftovers(exc, target, image, build_id, (key_name, group_id)) from None
+            if not (is_stopping() and _finished_all(out / MANIFEST_FILE, build_id, image)):
+                raise with_leftovers(exc, target, image, build_id, (key_name, group_id)) from None
+            # Stopped as Packer was exiting: the signal ended it after its manifest named an AMI in every
+            # region, so they are finished. They are committed below, for a rerun to adopt.
         timings["packer"] = round(time.monotonic() - tick, 2)
         amis = packer.read_manifest(out / MANIFEST_FILE, build_id=build_id)
         if set(amis) != set(image.regions):
@@ -213,6 +216,14 @@ def _build_image(
     write_result(build_root, result)
     say(f"[{name}] built: " + ", ".join(f"{r} {a}" for r, a in amis.items()))
     return result
+
+
+def _finished_all(manifest: Path, build_id: str, image: Image) -> bool:
+    """Whether Packer's manifest for this build names an AMI in every region the image needs."""
+    try:
+        return set(packer.read_manifest(manifest, build_id=build_id)) == set(image.regions)
+    except BuildError:
+        return False
 
 
 def run(args: argparse.Namespace) -> int:
