@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import shutil
@@ -306,7 +307,8 @@ def _reload_port_forwarding(engine: Engine, container_id: str) -> None:
     a dockerd starting, can lose them, and the port then never answers although sshd runs inside.
     """
     detail(f"local cloud: no SSH banner from {container_id[:12]} yet; reloading its port forwarding")
-    engine.run(["network", "reload", container_id], what="reloading port forwarding", check=False)
+    with contextlib.suppress(CloudError):  # a reload that hangs or fails leaves the wait to time out and say why
+        engine.run(["network", "reload", container_id], what="reloading port forwarding", check=False, timeout=60)
 
 
 _INSIDE_BANNER = (
@@ -317,17 +319,21 @@ _INSIDE_BANNER = (
 def _boot_state(engine: Engine, container_id: str) -> str:
     """What the instance's systemd still waits for, whether sshd answers inside it, and the end of its console:
     why a boot did not get to SSH."""
-    jobs = engine.run(
-        ["exec", container_id, "systemctl", "list-jobs", "--no-pager"], what="boot jobs", check=False, echo=False
-    )
-    inside = engine.run(
-        ["exec", container_id, "python3", "-c", _INSIDE_BANNER], what="sshd inside", check=False, echo=False
-    )
-    logs = engine.run(["logs", "--tail", "15", container_id], what="logs", check=False, echo=False)
+
+    def answer(args: list[str]) -> str:
+        try:
+            done = engine.run(args, what="inspecting the instance", check=False, echo=False, timeout=30)
+        except CloudError as exc:  # the diagnosis must not hide the error it explains
+            return exc.message
+        return (done.stdout + done.stderr).strip()
+
+    jobs = answer(["exec", container_id, "systemctl", "list-jobs", "--no-pager"])
+    inside = answer(["exec", container_id, "python3", "-c", _INSIDE_BANNER])
+    logs = answer(["logs", "--tail", "15", container_id])
     return (
-        f"\n--- systemctl list-jobs ---\n{(jobs.stdout or jobs.stderr).strip()}"
-        f"\n--- sshd's banner on port 22 inside the instance ---\n{(inside.stdout or inside.stderr).strip()}"
-        f"\n--- last lines of its console ---\n{(logs.stdout + logs.stderr).strip()}"
+        f"\n--- systemctl list-jobs ---\n{jobs}"
+        f"\n--- sshd's banner on port 22 inside the instance ---\n{inside}"
+        f"\n--- last lines of its console ---\n{logs}"
     )
 
 
