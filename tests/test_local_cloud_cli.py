@@ -319,6 +319,10 @@ runcmd:
         assert "runcmd ran as root" in on_instance(repo.cloud, item["ssh"], "cat /var/log/cloud-init-output.log")
         assert on_instance(repo.cloud, item["ssh"], "cloud-init status") == "status: done"
         assert on_instance(repo.cloud, item["ssh"], "id -un") == "admin"
+    # A failed stage's leftovers are not waited for (docs/local-cloud.md, "Waiting for SSH").
+    units = "cloud-init-local cloud-init cloud-config cloud-final"
+    shown = on_instance(repo.cloud, launched[0]["ssh"], f"for u in {units}; do systemctl show -P KillMode $u; done")
+    assert shown.split() == ["process"] * 4
 
 
 def test_a_shell_script_still_runs_without_cloud_init(repo: Repo) -> None:

@@ -11,7 +11,7 @@ import pytest
 from mypy_boto3_ec2 import EC2Client
 
 from stamp.drivers import proc
-from stamp.drivers.ssh import banner_answers, ssh_args
+from stamp.drivers.ssh import ssh_args
 from stamp.errors import CloudError
 from stamp.local import (
     Container,
@@ -20,7 +20,6 @@ from stamp.local import (
     aws_env,
     commit,
     down,
-    instances,
     launch,
     list_instances,
     status,
@@ -230,31 +229,6 @@ def test_an_instance_that_never_takes_ssh_logins_is_an_error_saying_what_its_boo
         assert "--- sshd's banner on port 22 inside the instance ---" in message
         assert "ConnectionRefusedError" in message
         assert "--- last lines of its console ---" in message
-    finally:
-        terminate(cloud, instance.container_id)
-
-
-def _forwarding_chain(port: int) -> str:
-    """The CNI chain (nat table) whose rule forwards host port `port` into its container."""
-    rules = proc.run(["iptables", "-t", "nat", "-S"], echo=False).stdout.splitlines()
-    found = [r.split()[1] for r in rules if r.startswith("-A CNI-DN-") and f"--dport {port} " in r and "DNAT" in r]
-    assert len(found) == 1, rules
-    return found[0]
-
-
-def test_a_published_ssh_port_whose_firewall_rule_was_lost_is_forwarded_again(
-    cloud: LocalCloud, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    instance = launch(cloud, SEED.resolved_ami_id, name="e2e-lost-port", ssh_user="admin")
-    try:
-        # What another container's tear-down, or a dockerd starting, can do to Podman's port forwarding.
-        proc.run(["iptables", "-t", "nat", "-F", _forwarding_chain(instance.ssh_port)], echo=False)
-        assert not banner_answers(instance.ssh_host, instance.ssh_port)
-        with pytest.raises(CloudError, match="no SSH banner yet"):
-            wait_for_ssh(cloud, instance, timeout=3)  # before PORT_RELOAD_AFTER: nothing puts the rule back
-        monkeypatch.setattr(instances, "PORT_RELOAD_AFTER", 1.0)
-        wait_for_ssh(cloud, instance, timeout=60)
-        assert ssh(cloud, instance, "echo back") == "back"
     finally:
         terminate(cloud, instance.container_id)
 

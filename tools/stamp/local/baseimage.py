@@ -58,6 +58,7 @@ apt: {preserve_sources_list: true}
 locale: C.UTF-8
 """
 CLOUD_CFG_FILE = "/etc/cloud/cloud.cfg.d/95-stamp-local.cfg"
+CLOUD_INIT_UNITS = "cloud-init-local cloud-init cloud-config cloud-final"
 
 # The container CMD. It does the per-instance part of cloud-init's job, then hands PID 1 to systemd.
 # An instance is "new" when its seed's instance-id differs from the one recorded in the image, which is
@@ -220,6 +221,13 @@ mkdir -p "$root/etc/cloud/cloud.cfg.d"
 cat > "$root{CLOUD_CFG_FILE}" <<'STAMP_EOF'
 {CLOUD_CFG}STAMP_EOF
 : > "$root/etc/cloud/cloud-init.disabled"
+# A failed cloud-init stage is stopped by killing what it left (a `tee` of its output), then systemd waits for the
+# cgroup to empty; in a cgroup v1 container that news can be lost, and the units' TimeoutSec=0 made it wait
+# forever, holding back sshd (2 of 8 boots of a failing #cloud-config under load; docs/local-cloud.md).
+for unit in {CLOUD_INIT_UNITS}; do
+  mkdir -p "$root/etc/systemd/system/$unit.service.d"
+  printf '[Service]\\nKillMode=process\\n' > "$root/etc/systemd/system/$unit.service.d/50-stamp-local.conf"
+done
 # apt's daily timers would take the dpkg lock in the middle of a provisioning run.
 chroot "$root" systemctl mask apt-daily.timer apt-daily-upgrade.timer
 rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import secrets
 import shutil
@@ -28,15 +27,12 @@ from stamp.local.containers import (
 )
 from stamp.local.engine import Engine
 from stamp.local.state_file import LocalCloud
-from stamp.output import detail, say
+from stamp.output import say
 from stamp.tags import BUILD_ID_TAG
 
 # How long a container may take to answer SSH. It boots in about a second, but a #cloud-config runs cloud-init
 # before sshd, and on a busy 2-core machine (two test workers building images) that once took over 60 s.
 SSH_TIMEOUT = 180.0
-# A #cloud-config boot or a busy machine can keep sshd from answering for this long without anything being wrong;
-# after it, wait_for_ssh reloads the port forwarding (harmless when nothing was lost).
-PORT_RELOAD_AFTER = 15.0
 # The host's name=systemd cgroup hierarchy, there only on cgroup v1 hosts: systemd in a Docker container needs it.
 CGROUP_V1_SYSTEMD = "/sys/fs/cgroup/systemd"
 # How long a launch waits for cloud-init to finish a #cloud-config (installing packages takes a while).
@@ -267,7 +263,6 @@ def wait_for_ssh(cloud: LocalCloud, instance: Container, *, timeout: float = SSH
     deadline = time.monotonic() + timeout
     last = "no SSH banner yet"
     checks = 0
-    quiet_since = time.monotonic()
     # The banner is polled every 50 ms (a connect to 127.0.0.1 costs nothing; systemd boots in ~1 s), whether the
     # container still runs about every 2 s.
     while time.monotonic() < deadline:
@@ -280,12 +275,8 @@ def wait_for_ssh(cloud: LocalCloud, instance: Container, *, timeout: float = SSH
                 hint="the image's init or sshd failed; check the provisioning that built this AMI",
             )
         if not banner_answers(instance.ssh_host, instance.ssh_port):
-            if engine.name == "podman" and time.monotonic() - quiet_since > PORT_RELOAD_AFTER:
-                _reload_port_forwarding(engine, instance.container_id)
-                quiet_since = time.monotonic()
             time.sleep(0.05)
             continue
-        quiet_since = time.monotonic()
         problem = login_problem(cloud.ssh_config, instance.ssh_host, instance.ssh_port, instance.ssh_user)
         if problem is None:
             return
@@ -298,17 +289,6 @@ def wait_for_ssh(cloud: LocalCloud, instance: Container, *, timeout: float = SSH
         hint=f"inspect it with `{engine.name} logs {instance.container_id[:12]}`; an image without sshd or"
         f" without the user {instance.ssh_user} cannot be an instance",
     )
-
-
-def _reload_port_forwarding(engine: Engine, container_id: str) -> None:
-    """Put back the firewall rules that publish the container's SSH port.
-
-    Rootful Podman publishes ports with iptables rules (CNI's portmap); another container's set-up or tear-down, or
-    a dockerd starting, can lose them, and the port then never answers although sshd runs inside.
-    """
-    detail(f"local cloud: no SSH banner from {container_id[:12]} yet; reloading its port forwarding")
-    with contextlib.suppress(CloudError):  # a reload that hangs or fails leaves the wait to time out and say why
-        engine.run(["network", "reload", container_id], what="reloading port forwarding", check=False, timeout=60)
 
 
 _INSIDE_BANNER = (
