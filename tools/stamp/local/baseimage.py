@@ -261,27 +261,32 @@ _ABSENT = ("image not known", "no such image")
 LOOKUP_ATTEMPTS = 3
 
 
-def image_exists(engine: Engine, ref: str) -> bool:
-    """Whether the engine has an image called `ref`.
+def inspect_image(engine: Engine, ref: str, template: str) -> str | None:
+    """`<engine> image inspect --format template ref`'s answer, or None when the engine has no image called `ref`.
 
     Only the engine's own "no such image" means no: any other failure (a busy Podman's storage lock) is retried,
     then raised. Taking it for "absent" would make an adoptable build look lost, and a rerun deregister its AMIs.
     """
+    inspect = ["image", "inspect", "--format", template, ref]
     why = ""
     for attempt in range(LOOKUP_ATTEMPTS):
         if attempt:
             time.sleep(0.5 * attempt)
-        inspect = ["image", "inspect", "--format", "{{.Id}}", ref]
         done = engine.run(inspect, what="image lookup", check=False, echo=False)
         if done.returncode == 0:
-            return True
+            return done.stdout
         if any(text in done.stderr.lower() for text in _ABSENT):
-            return False
+            return None
         why = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
     raise CloudError(
         f"local cloud: cannot tell whether the engine has image {ref}: {why}",
         hint=f"check that `{engine.name} info` works, then run the command again",
     )
+
+
+def image_exists(engine: Engine, ref: str) -> bool:
+    """Whether the engine has an image called `ref` (an engine error is raised, not taken for "no")."""
+    return inspect_image(engine, ref, "{{.Id}}") is not None
 
 
 def ensure_base_image(engine: Engine, root: Path, *, apt_dir: Path = Path("/etc/apt")) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 from stamp.drivers import proc
 from stamp.drivers.ssh import banner_answers, login_problem, ssh_args
 from stamp.errors import CatalogError, CloudError
-from stamp.local.baseimage import APT_BUILD_CONF, CLOUD_INIT_LOG, SEED_DIR
+from stamp.local.baseimage import APT_BUILD_CONF, CLOUD_INIT_LOG, SEED_DIR, inspect_image
 from stamp.local.containers import (
     CLOUD_LABEL,
     COMMIT_REPO,
@@ -220,16 +220,11 @@ def launch(
 
 def _image_labels(engine: Engine, image: str) -> dict[str, str] | None:
     """The image's labels, or None when the engine has no such image."""
-    done = engine.run(
-        ["image", "inspect", "--format", "{{json .Config.Labels}}", image],
-        what="image lookup",
-        check=False,
-        echo=False,
-    )
-    if done.returncode != 0:
+    answer = inspect_image(engine, image, "{{json .Config.Labels}}")
+    if answer is None:
         return None
     try:
-        labels = json.loads(done.stdout.strip() or "null")
+        labels = json.loads(answer.strip() or "null")
     except ValueError:
         labels = None
     return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
