@@ -7,6 +7,7 @@ deprecating an image). Its other calls come from one mixin per service or job, i
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
@@ -17,8 +18,10 @@ from typing import Any, Literal
 
 import boto3
 import botocore.exceptions
+import botocore.loaders
 import botocore.parsers
 import botocore.retries.standard
+import botocore.session
 from botocore.config import Config
 
 from stamp.cloud.aws_image_users import AwsImageUsers
@@ -73,6 +76,31 @@ _S3_DENIED = frozenset({"403", "Forbidden"})
 _PERMISSIONS = {"HeadObject": "GetObject"}
 
 
+class _SearchPaths(list[str]):
+    """The shared loader's search paths: boto3 adds its own data folder to the loader of every session it makes."""
+
+    def append(self, path: str) -> None:
+        if path not in self:
+            super().append(path)
+
+
+# One botocore data loader (the endpoint rules and each service's model, parsed from JSON once and cached) for every
+# session of the process. Each session used to load its own: a command, or a test, that makes an AwsCloud per cloud
+# or per account parsed several MB of JSON each time, which was about a third of the test suite's CPU.
+_LOADER = botocore.loaders.Loader(extra_search_paths=_SearchPaths())
+
+
+def _new_session(credentials: tuple[str, str] | None) -> boto3.session.Session:
+    core = botocore.session.Session()
+    if not os.environ.get("AWS_DATA_PATH"):  # models of one's own: botocore's loader for them, as before
+        core.register_component("data_loader", _LOADER)
+    if credentials is None:
+        return boto3.session.Session(botocore_session=core)
+    return boto3.session.Session(
+        botocore_session=core, aws_access_key_id=credentials[0], aws_secret_access_key=credentials[1]
+    )
+
+
 class AwsCloud(AwsImages, AwsParameters, AwsInstances, AwsJanitor, AwsImageUsers, AwsObjects, AwsNotifications):
     """Cloud over boto3; `endpoint_url` None means AWS itself, a URL means the local cloud (moto) or a proxy.
 
@@ -125,12 +153,7 @@ class AwsCloud(AwsImages, AwsParameters, AwsInstances, AwsJanitor, AwsImageUsers
     def _base_session(self) -> boto3.session.Session:
         """The session every client is made from (callers hold `_lock`)."""
         if self._session is None:
-            keys = self._credentials
-            self._session = (
-                boto3.session.Session(aws_access_key_id=keys[0], aws_secret_access_key=keys[1])
-                if keys
-                else boto3.session.Session()
-            )
+            self._session = _new_session(self._credentials)
         return self._session
 
     def _client(self, service: str, region: str) -> Any:
