@@ -160,8 +160,14 @@ def test_each_instance_has_its_own_host_keys_and_machine_id(
     cloud: LocalCloud, two_instances: tuple[Container, Container]
 ) -> None:
     first, second = two_instances
-    keys = "cat /etc/ssh/ssh_host_ed25519_key.pub"
+    # ed25519 and ECDSA, no RSA: an RSA key would cost 0.5-1 s of CPU on every boot (docs/local-cloud.md, Host keys).
+    kinds = "cd /etc/ssh && ls ssh_host_*_key"
+    assert ssh(cloud, first, kinds).split() == ["ssh_host_ecdsa_key", "ssh_host_ed25519_key"]
+    keys = "cat /etc/ssh/ssh_host_*_key.pub"
     assert ssh(cloud, first, keys) != ssh(cloud, second, keys)
+    # sshd serves both and names no missing key as its own.
+    journal = ssh(cloud, first, "sudo journalctl -u ssh --no-pager")
+    assert "Server listening" in journal and "ssh_host_rsa_key" not in journal
     ids = [ssh(cloud, instance, "cat /etc/machine-id") for instance in two_instances]
     assert all(len(machine_id) == 32 for machine_id in ids)
     assert ids[0] != ids[1]

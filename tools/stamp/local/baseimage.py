@@ -54,6 +54,7 @@ preserve_hostname: true
 growpart: {mode: "off"}
 resize_rootfs: false
 ssh_deletekeys: false
+ssh_genkeytypes: [ed25519, ecdsa]
 apt: {preserve_sources_list: true}
 locale: C.UTF-8
 """
@@ -143,7 +144,12 @@ elif [ -e {APT_BUILD_CONF} ]; then
     rm -f {APT_BUILD_CONF}
 fi
 
-ssh-keygen -A >/dev/null
+# Host keys of the kinds sshd prefers, made on a new instance's first boot. Not RSA: a 3072-bit key costs 0.5-1 s of
+# CPU on every boot (docs/local-cloud.md, Host keys).
+for kind in ed25519 ecdsa; do
+    key=/etc/ssh/ssh_host_${{kind}}_key
+    [ -e "$key" ] || ssh-keygen -q -t "$kind" -N '' -f "$key"
+done
 mkdir -p /run/sshd
 exec /sbin/init
 """
