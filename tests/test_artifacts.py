@@ -26,11 +26,10 @@ from stamp.cloud.protocol import Cloud
 from stamp.commands.inventory import parse_inventory, take
 from stamp.commands.record import SUMMARY_FILE_ENV, ArtifactUpload, record
 from stamp.errors import CloudError, MissingResource
-from stamp.hosts.base import Host
 from stamp.hosts.ec2 import Ec2Target
 from stamp.hosts.local import LocalTarget
 from test_custody import _built
-from test_inventory import SCRIPT_OUTPUT, RecordedLauncher
+from test_inventory import SCRIPT_OUTPUT
 from test_lifecycle import _published
 
 BUCKET = "stamp-artifacts-123456789012"
@@ -54,9 +53,8 @@ def _verified(build_root: Path, result: BuildResult) -> Path:
     """result.json, and the inventory and SBOM a passing verification of it leaves in build/web/."""
     write_result(build_root, result)
     folder = build_root / "web"
-    host = Host("i-1", "127.0.0.1", 2222, "admin")
     ami_id = result.amis["us-east-1"]
-    take(RecordedLauncher(SCRIPT_OUTPUT), host, image="web", ami_id=ami_id, build_id=BUILD_ID, out=folder)
+    take(SCRIPT_OUTPUT, image="web", instance="i-1", ami_id=ami_id, build_id=BUILD_ID, out=folder)
     return folder
 
 
@@ -233,8 +231,7 @@ def test_the_benchmark_catalog_stays_small(tmp_path: Path, capsys: pytest.Captur
     )
     folder = tmp_path / "build" / image
     write_result(tmp_path / "build", result)
-    take(RecordedLauncher(SCRIPT_OUTPUT), Host("i-1", "127.0.0.1", 22, "admin"), image=image,
-         ami_id=amis["us-east-1"], build_id=result.build_id, out=folder)  # fmt: skip
+    take(SCRIPT_OUTPUT, image=image, instance="i-1", ami_id=amis["us-east-1"], build_id=result.build_id, out=folder)
     cloud = FakeCloud()
     cloud.create_bucket("us-east-1", BUCKET)
 
@@ -371,8 +368,8 @@ def test_later_edits_keep_the_sbom_line_of_an_entry(tmp_path: Path) -> None:
 def _verified_build(build_root: Path, result: BuildResult, script_output: str) -> None:
     """What a passing verification of `result` leaves in build/web/, from an instance that printed `script_output`."""
     write_result(build_root, result)
-    take(RecordedLauncher(script_output), Host("i-1", "127.0.0.1", 2222, "admin"), image="web",
-         ami_id=result.amis["us-east-1"], build_id=result.build_id, out=build_root / "web")  # fmt: skip
+    take(script_output, image="web", instance="i-1", ami_id=result.amis["us-east-1"], build_id=result.build_id,
+         out=build_root / "web")  # fmt: skip
 
 
 @pytest.mark.integration

@@ -11,7 +11,7 @@ from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
 from stamp.catalog import inventory as inv
-from stamp.commands.inventory import SCRIPT, parse_inventory, sbom_json, sections, take
+from stamp.commands.inventory import SCRIPT, parse_inventory, read, sbom_json, sections, take
 from stamp.errors import ProcessError, VerifyError
 from stamp.hosts.base import Host
 
@@ -407,8 +407,9 @@ def test_take_writes_the_inventory_its_history_copy_and_the_sbom(tmp_path: Path)
     launcher = RecordedLauncher(SCRIPT_OUTPUT)
     host = Host("i-1", "127.0.0.1", 2222, "admin")
     out = tmp_path / "base"
-    take(launcher, host, image="base", ami_id="ami-0123456789abcdef1", build_id="base-7-abc", out=out)
+    text = read(launcher, host, image="base")
     assert launcher.commands == [SCRIPT]
+    take(text, image="base", instance="i-1", ami_id="ami-0123456789abcdef1", build_id="base-7-abc", out=out)
     written = inv.read_inventory(out / "packages.json")
     assert written == inv.read_inventory(out / "inventory" / "base-7-abc.json")
     assert written.build_id == "base-7-abc" and len(written.packages) == 6
@@ -418,15 +419,7 @@ def test_take_writes_the_inventory_its_history_copy_and_the_sbom(tmp_path: Path)
     assert properties["stamp:ami:eu-west-1"] == "ami-0fedcba987654321f"
 
 
-def test_take_fails_the_verification_when_the_instance_cannot_be_read(tmp_path: Path) -> None:
+def test_read_fails_the_verification_when_the_instance_cannot_be_read() -> None:
     launcher = RecordedLauncher(ProcessError(["ssh"], 255, "", "connection reset"))
     with pytest.raises(VerifyError, match="could not take the package inventory of i-1"):
-        take(
-            launcher,
-            Host("i-1", "127.0.0.1", 2222, "admin"),
-            image="base",
-            ami_id="ami-0123456789abcdef1",
-            build_id="base-7-abc",
-            out=tmp_path / "base",
-        )
-    assert not (tmp_path / "base" / "packages.json").exists()
+        read(launcher, Host("i-1", "127.0.0.1", 2222, "admin"), image="base")

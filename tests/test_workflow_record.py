@@ -31,8 +31,7 @@ from stamp.cloud.aws import AwsCloud
 from stamp.commands import notes as notes_module
 from stamp.commands.inventory import parse_inventory, take
 from stamp.commands.record import SUMMARY_FILE_ENV
-from stamp.hosts.base import Host
-from test_inventory import SCRIPT_OUTPUT, RecordedLauncher
+from test_inventory import SCRIPT_OUTPUT
 
 REPO = Path(__file__).resolve().parent.parent
 MERGE = REPO / ".github" / "workflows" / "merge.yml"
@@ -645,9 +644,8 @@ def base_recorded_before(origin: Origin, *, sbom: bool) -> None:
 
 def new_base_verified(work: Path, ami_id: str) -> None:
     """What verification of the new base build left beside its result.json: packages.json, the SBOM, the history."""
-    host = Host("i-1", "127.0.0.1", 2222, "admin")
     out = work / "artifacts" / "build-base"
-    take(RecordedLauncher(SCRIPT_OUTPUT), host, image="base", ami_id=ami_id, build_id=NEW_BASE, out=out)
+    take(SCRIPT_OUTPUT, image="base", instance="i-1", ami_id=ami_id, build_id=NEW_BASE, out=out)
 
 
 def test_the_commit_message_carries_the_summary_and_the_run_summary_the_notes(

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import io
 import json
 import os
@@ -222,8 +223,16 @@ class Admin:
 
     def __init__(self, endpoint: str) -> None:
         self.endpoint = endpoint
+        # A client takes tens of milliseconds to make, and the necessity check sets policies and mints AMIs ~60 times.
+        self._clients: dict[tuple[str, str, str | None], Any] = {}
 
     def client(self, service: str, region: str = "us-east-1", *, account: str | None = None) -> Any:
+        key = (service, region, account)
+        if key not in self._clients:
+            self._clients[key] = self._new_client(service, region, account)
+        return self._clients[key]
+
+    def _new_client(self, service: str, region: str, account: str | None) -> Any:
         client = boto3.client(  # type: ignore[call-overload]
             service,
             endpoint_url=self.endpoint,
@@ -309,7 +318,7 @@ class World:
     def build(self) -> Path:
         return self.workspace / "build"
 
-    @property
+    @functools.cached_property
     def admin(self) -> Admin:
         return Admin(self.endpoint)
 

@@ -157,28 +157,30 @@ def sbom_json(inventory: inv.Inventory, amis: Mapping[str, str]) -> str:
     return JsonV1Dot6(bom).output_as_string(indent=2) + "\n"
 
 
-def take(launcher: Launcher, host: Host, *, image: str, ami_id: str, build_id: str, out: Path) -> inv.Inventory:
-    """Inventory `host` (an instance of `ami_id`, verified) and write the three files under `out` (build/<image>).
+def read(launcher: Launcher, host: Host, *, image: str) -> str:
+    """The inventory script's output from `host`; a failure fails the verification (an image whose contents are
+    unknown is not released)."""
+    try:
+        return launcher.run(host, SCRIPT)
+    except ProcessError as exc:
+        raise VerifyError(
+            f"image '{image}': could not take the package inventory of {host.instance_id}: {exc}"
+        ) from exc
 
-    A failure fails the verification: an image whose contents are unknown is not released.
-    """
-    with output.step(image, f"package inventory and SBOM of {host.instance_id}"):
+
+def take(text: str, *, image: str, instance: str, ami_id: str, build_id: str, out: Path) -> inv.Inventory:
+    """Write the three files under `out` (build/<image>) from `text`, what `read` got from `instance` (an instance of
+    `ami_id`, verified)."""
+    with output.step(image, f"package inventory and SBOM of {instance}"):
         started = time.monotonic()
-        try:
-            text = launcher.run(host, SCRIPT)
-        except ProcessError as exc:
-            raise VerifyError(
-                f"image '{image}': could not take the package inventory of {host.instance_id}: {exc}"
-            ) from exc
-        collected = time.monotonic() - started
         inventory = parse_inventory(text, image=image, build_id=build_id, ami_id=ami_id)
         document = inventory.model_dump_json(indent=2) + "\n"
         inv.write_json(out / inv.PACKAGES_FILE, document)
         inv.write_json(out / inv.HISTORY_DIR / f"{build_id}.json", document)
         inv.write_json(out / inv.SBOM_FILE, sbom_json(inventory, _amis(out, image, build_id, ami_id)))
         output.detail(
-            f"[{image}] inventory: {len(inventory.packages)} packages, {len(inventory.changelogs)} changelogs read"
-            f" in {collected:.2f} s; written in {time.monotonic() - started - collected:.2f} s"
+            f"[{image}] inventory: {len(inventory.packages)} packages, {len(inventory.changelogs)} changelogs;"
+            f" written in {time.monotonic() - started:.2f} s"
         )
     return inventory
 

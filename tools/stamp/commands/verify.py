@@ -162,21 +162,33 @@ def verify_ami(
                 launched(launcher, ami_id, names=names, ssh_user=ssh_user, build_id=build_id)
             )
         shown = hosts[0].instance_id if hosts[0].instance_id.startswith("i-") else hosts[0].instance_id[:12]
-        with output.step(image, f"tests on {shown}") as step:
-            proc.run_logged(
-                pytest_args(tests_dir, hosts[0], ssh_config=launcher.ssh_config, junit=junit),
-                log=log,
-                prefix=f"[{image} verify] ",
-                check=False,
-                on_line=lambda line: step.update(line.strip()[:60]) if line.strip() else None,
-            )
-            identity = identity_problems(launcher, hosts)
-        if not identity and (tests := read_junit(junit)).total and not tests.failed:
-            # Passed: what is inside the image, read while its instance runs (docs/inventory.md).
-            from stamp.commands import inventory
+        from stamp.commands import inventory
 
+        # While the tests run on the first instance: the identity check of both, and the first one's package
+        # inventory, read-only commands that would otherwise wait for the tests (docs/inventory.md).
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify") as pool:
+            identity_check = pool.submit(identity_problems, launcher, hosts)
+            contents = pool.submit(inventory.read, launcher, hosts[0], image=image)
+            with output.step(image, f"tests on {shown}") as step:
+                proc.run_logged(
+                    pytest_args(tests_dir, hosts[0], ssh_config=launcher.ssh_config, junit=junit),
+                    log=log,
+                    prefix=f"[{image} verify] ",
+                    check=False,
+                    on_line=lambda line: step.update(line.strip()[:60]) if line.strip() else None,
+                )
+                identity = identity_check.result()
+        if not identity and (tests := read_junit(junit)).total and not tests.failed:
+            # Passed: what is inside the image is kept (docs/inventory.md).
             tick = time.monotonic()
-            inventory.take(launcher, hosts[0], image=image, ami_id=ami_id, build_id=build_id, out=report_dir)
+            inventory.take(
+                contents.result(),
+                image=image,
+                instance=hosts[0].instance_id,
+                ami_id=ami_id,
+                build_id=build_id,
+                out=report_dir,
+            )
             timings["inventory"] = round(time.monotonic() - tick, 2)
     report = read_junit(junit)
     failed = report.failed + tuple(f"stamp::instance-identity: {p}" for p in identity)

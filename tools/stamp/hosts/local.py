@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -181,29 +182,34 @@ class LocalLauncher:
     cloud: local.LocalCloud
     _run_dir: Path | None = field(default=None, init=False)
     _running: set[str] = field(default_factory=set, init=False)
+    # Verification reaches its instances from several threads (the tests, the identity check, the inventory).
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     @property
     def ssh_config(self) -> Path:
-        if self._run_dir is None:
-            run_dir = runfiles.make_run_dir()
-            config = ssh_config_text(self.cloud.ssh_private_key, control_dir=run_dir)
-            (run_dir / "ssh_config").write_text(config, encoding="utf-8")
-            self._run_dir = run_dir
-        return self._run_dir / "ssh_config"
+        with self._lock:
+            if self._run_dir is None:
+                run_dir = runfiles.make_run_dir()
+                config = ssh_config_text(self.cloud.ssh_private_key, control_dir=run_dir)
+                (run_dir / "ssh_config").write_text(config, encoding="utf-8")
+                self._run_dir = run_dir
+            return self._run_dir / "ssh_config"
 
     def launch(self, ami_id: str, *, name: str, ssh_user: str, labels: dict[str, str]) -> Host:
         instance = local.launch(self.cloud, ami_id, name=name, ssh_user=ssh_user, labels=labels)
-        self._running.add(instance.container_id)
+        with self._lock:
+            self._running.add(instance.container_id)
         return Host(instance.container_id, instance.ssh_host, instance.ssh_port, instance.ssh_user)
 
     def terminate(self, host: Host) -> None:
         try:
             local.terminate(self.cloud, host.instance_id)
         finally:
-            self._running.discard(host.instance_id)
-            if not self._running and self._run_dir is not None:
-                runfiles.remove_run_dir(self._run_dir)
-                self._run_dir = None
+            with self._lock:
+                self._running.discard(host.instance_id)
+                if not self._running and self._run_dir is not None:
+                    runfiles.remove_run_dir(self._run_dir)
+                    self._run_dir = None
 
     def run(self, host: Host, command: str) -> str:
         return run_over_ssh(self.ssh_config, host, command)
