@@ -171,6 +171,7 @@ def test_apt_cache_configuration() -> None:
     assert 'Acquire::http::Proxy::mirror.example "http://10.88.0.1:23142/";' in conf
     assert 'Acquire::http::Proxy::security.example "http://10.88.0.1:23142/";' in conf
     assert 'Acquire::Languages "none";' in conf
+    assert 'Acquire::CompressionTypes::Order:: "gz";' in conf
     assert 'Acquire::http::Proxy "' not in conf  # every other host stays direct
 
 

@@ -10,4 +10,10 @@ for try in 1 2 3; do
   [ "$try" -lt 3 ] || exit 1
   sleep 5
 done
+# No service starts while packages install (policy-rc.d, as in Debian's container images): step 20 starts nginx
+# once its site is in place. Otherwise nginx-common's postinst starts nginx and nginx's postinst then "upgrades" the
+# running binary, waiting a second for the new master's pid file: half of the install's 2 s.
+trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+chmod 0755 /usr/sbin/policy-rc.d
 apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends nginx

@@ -36,3 +36,8 @@ def test_only_stamp_site_enabled(host):
 def test_nginx_config_valid(host):
     with host.sudo():
         host.run_expect([0], "nginx -t")
+
+
+def test_no_service_start_policy_left_behind(host):
+    # Step 10 forbids service starts while nginx installs; an image that kept the policy would start nothing.
+    assert not host.file("/usr/sbin/policy-rc.d").exists
