@@ -71,3 +71,33 @@ def test_aws_launcher_runs_tags_and_cleans_up_against_moto(aws: AwsCloud, make_a
     after = aws.describe_instances("us-east-1", [h.instance_id for h in hosts])
     assert {i.state for i in after} <= {"shutting-down", "terminated"}
     assert not [r for r in aws.list_tagged("us-east-1", value=labels["stamp:build-id"]) if r.kind == "key-pair"]
+
+
+class StuckLauncher:
+    """Launches at once; terminating the first instance fails, as an engine or API error would."""
+
+    ssh_config = Path("/dev/null")
+
+    def __init__(self) -> None:
+        self.terminated: list[str] = []
+
+    def launch(self, ami_id: str, *, name: str, ssh_user: str, labels: dict[str, str]) -> Host:
+        return Host(name, "127.0.0.1", 22, ssh_user)
+
+    def terminate(self, host: Host) -> None:
+        if host.instance_id == "v-1":
+            raise VerifyError("v-1 could not be terminated")
+        self.terminated.append(host.instance_id)
+
+    def run(self, host: Host, command: str) -> str:
+        return ""
+
+
+def test_every_instance_is_terminated_even_when_one_termination_fails() -> None:
+    launcher = StuckLauncher()
+    with (
+        pytest.raises(VerifyError, match="v-1 could not be terminated"),
+        launched(launcher, "ami-1", names=["v-1", "v-2", "v-3"], ssh_user="admin", build_id="b") as hosts,
+    ):
+        assert [h.instance_id for h in hosts] == ["v-1", "v-2", "v-3"]
+    assert sorted(launcher.terminated) == ["v-2", "v-3"]
