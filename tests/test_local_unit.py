@@ -15,6 +15,7 @@ from stamp.errors import BuildError, CatalogError, CloudError
 from stamp.local import LocalCloud, SeedImage, aws_env, container_image_for, seed_ami_id
 from stamp.local.baseimage import INIT_SCRIPT, LOOKUP_ATTEMPTS, USER_DATA_UNIT, customize_hook, image_exists
 from stamp.local.cloud import _write_amis
+from stamp.local.containers import LISTING_ATTEMPTS, stamp_images
 from stamp.local.engine import Engine
 from stamp.local.seeds import moto_amis
 from stamp.local.sources import (
@@ -267,3 +268,18 @@ def test_an_engine_that_keeps_failing_a_lookup_is_an_error_naming_the_image(tmp_
 
 def test_podman_answers_a_lookup_of_an_image_it_does_not_have() -> None:
     assert not image_exists(Engine("podman", dict(os.environ)), "localhost/stamp/never-built:nothing")
+
+
+def test_an_image_listing_the_engine_fails_is_retried_not_taken_for_no_images(tmp_path: Path) -> None:
+    # What Podman answers when another process removes an image during the listing (1 listing in 150 here).
+    removed = (125, 'Error: retrieving label for image "53cd": image not known')
+    engine = _engine_script(tmp_path, [removed, (0, "")])
+    assert stamp_images(engine) == []
+    assert _calls(tmp_path) == 2
+
+
+def test_an_image_listing_that_keeps_failing_is_an_error(tmp_path: Path) -> None:
+    engine = _engine_script(tmp_path, [(125, "Error: database is locked")])
+    with pytest.raises(CloudError, match=r"listing the engine's images failed 3 times: Error: database is locked"):
+        stamp_images(engine)
+    assert _calls(tmp_path) == LISTING_ATTEMPTS
