@@ -13,10 +13,11 @@ import pytest
 from stamp.drivers.ssh import ssh_config_text
 from stamp.errors import BuildError, CatalogError, CloudError
 from stamp.local import LocalCloud, SeedImage, aws_env, container_image_for, seed_ami_id
-from stamp.local.baseimage import INIT_SCRIPT, LOOKUP_ATTEMPTS, USER_DATA_UNIT, customize_hook, image_exists
+from stamp.local.baseimage import INIT_SCRIPT, USER_DATA_UNIT, customize_hook, image_exists
 from stamp.local.cloud import _write_amis
-from stamp.local.containers import LISTING_ATTEMPTS, stamp_images
-from stamp.local.engine import Engine
+from stamp.local.containers import stamp_images
+from stamp.local.engine import READ_ATTEMPTS, Engine
+from stamp.local.instances import _running
 from stamp.local.seeds import moto_amis
 from stamp.local.sources import (
     AptSource,
@@ -261,9 +262,10 @@ def test_the_engines_own_no_such_image_answer_is_absence_at_once(tmp_path: Path,
 
 def test_an_engine_that_keeps_failing_a_lookup_is_an_error_naming_the_image(tmp_path: Path) -> None:
     engine = _engine_script(tmp_path, [(125, "Error: database is locked")])
-    with pytest.raises(CloudError, match=r"cannot tell whether the engine has image localhost/x: .*database is locked"):
+    refused = r"telling whether the engine has image localhost/x failed 3 times: .*database is locked"
+    with pytest.raises(CloudError, match=refused):
         image_exists(engine, "localhost/x")
-    assert _calls(tmp_path) == LOOKUP_ATTEMPTS
+    assert _calls(tmp_path) == READ_ATTEMPTS
 
 
 def test_podman_answers_a_lookup_of_an_image_it_does_not_have() -> None:
@@ -282,4 +284,17 @@ def test_an_image_listing_that_keeps_failing_is_an_error(tmp_path: Path) -> None
     engine = _engine_script(tmp_path, [(125, "Error: database is locked")])
     with pytest.raises(CloudError, match=r"listing the engine's images failed 3 times: Error: database is locked"):
         stamp_images(engine)
-    assert _calls(tmp_path) == LISTING_ATTEMPTS
+    assert _calls(tmp_path) == READ_ATTEMPTS
+
+
+def test_a_container_the_engine_does_not_know_is_not_running_at_once(tmp_path: Path) -> None:
+    engine = _engine_script(tmp_path, [(125, "Error: inspecting object: no such container c0ffee")])
+    assert not _running(engine, "c0ffee")
+    assert _calls(tmp_path) == 1
+
+
+def test_an_engine_that_keeps_failing_a_state_read_is_an_error_not_a_stopped_instance(tmp_path: Path) -> None:
+    engine = _engine_script(tmp_path, [(125, "Error: database is locked")])
+    with pytest.raises(CloudError, match=r"reading the state of container c0ffee failed 3 times"):
+        _running(engine, "c0ffee")
+    assert _calls(tmp_path) == READ_ATTEMPTS

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from stamp.drivers import proc
-from stamp.errors import BuildError, CloudError, ProcessError
+from stamp.errors import BuildError, ProcessError
 from stamp.local.engine import Engine, engine_call, write_containers_conf
 from stamp.local.sources import debian_source_lines, read_apt_sources
 from stamp.output import say
@@ -264,7 +264,6 @@ def _one_base_build() -> Iterator[None]:
 
 # What Podman ("image not known") and Docker ("No such image") say of an image they do not have.
 _ABSENT = ("image not known", "no such image")
-LOOKUP_ATTEMPTS = 3
 
 
 def inspect_image(engine: Engine, ref: str, template: str) -> str | None:
@@ -273,21 +272,12 @@ def inspect_image(engine: Engine, ref: str, template: str) -> str | None:
     Only the engine's own "no such image" means no: any other failure (a busy Podman's storage lock) is retried,
     then raised. Taking it for "absent" would make an adoptable build look lost, and a rerun deregister its AMIs.
     """
-    inspect = ["image", "inspect", "--format", template, ref]
-    why = ""
-    for attempt in range(LOOKUP_ATTEMPTS):
-        if attempt:
-            time.sleep(0.5 * attempt)
-        done = engine.run(inspect, what="image lookup", check=False, echo=False)
-        if done.returncode == 0:
-            return done.stdout
-        if any(text in done.stderr.lower() for text in _ABSENT):
-            return None
-        why = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
-    raise CloudError(
-        f"local cloud: cannot tell whether the engine has image {ref}: {why}",
-        hint=f"check that `{engine.name} info` works, then run the command again",
+    done = engine.read(
+        ["image", "inspect", "--format", template, ref],
+        what=f"telling whether the engine has image {ref}",
+        answers=lambda failed: any(text in failed.stderr.lower() for text in _ABSENT),
     )
+    return done.stdout if done.returncode == 0 else None
 
 
 def image_exists(engine: Engine, ref: str) -> bool:

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from stamp.errors import CloudError
 from stamp.local.engine import Engine
-
-# Tries of an image listing the engine fails (tools/stamp/local/baseimage.py retries a lookup as many times).
-LISTING_ATTEMPTS = 3
 
 # Every container of a local cloud carries LABEL=1 and CLOUD_LABEL=<its cloud's ID>. STATE_LABEL (the cloud's
 # state folder) and LIFE_LABEL (its moto server's pid) say which life of which cloud made it: moto keeps AMIs in
@@ -85,23 +81,10 @@ def stamp_images(engine: Engine, prefixes: Iterable[str] = (IMAGE_REPO, COMMIT_R
 
 
 def _image_names(engine: Engine) -> list[str]:
-    """Every `repository:tag` the engine has. Podman fails a listing when another process removes an image meanwhile
-    ("image not known"), so a failure is retried, then raised: an empty answer would read as "no images", and
-    `stamp local down` would then remove none of its own."""
-    why = ""
-    for attempt in range(LISTING_ATTEMPTS):
-        if attempt:
-            time.sleep(0.5 * attempt)
-        done = engine.run(
-            ["images", "--format", "{{.Repository}}:{{.Tag}}"], what="listing images", check=False, echo=False
-        )
-        if done.returncode == 0:
-            return done.stdout.split()
-        why = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
-    raise CloudError(
-        f"local cloud: listing the engine's images failed {LISTING_ATTEMPTS} times: {why}",
-        hint=f"check that `{engine.name} images` works, then run the command again",
-    )
+    """Every `repository:tag` the engine has. A failed listing is retried, then raised: read as "no images", it
+    made `stamp local down` remove none of its own."""
+    listed = engine.read(["images", "--format", "{{.Repository}}:{{.Tag}}"], what="listing the engine's images")
+    return listed.stdout.split()
 
 
 def remove_images(engine: Engine, refs: Sequence[str]) -> list[str]:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,9 @@ default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
 # `STAMP_LOCAL_ENGINE=docker` (or `podman`) picks the engine; without it, the first that answers `info` does.
 ENGINE_SWITCH = "STAMP_LOCAL_ENGINE"
 ENGINES = ("podman", "docker")
+# Tries of a read the engine failed for no reason of the thing read: Podman fails a lookup while another process
+# holds its storage lock, and a listing while another process removes an image ("image not known").
+READ_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,24 @@ class Engine:
                 hint=f"check that `{self.name} info` works; `stamp local down` then `stamp local up` resets"
                 " the local cloud",
             ) from exc
+
+    def read(
+        self, args: Sequence[str], *, what: str, answers: Callable[[proc.Completed], bool] = lambda _: False
+    ) -> proc.Completed:
+        """Run a read-only `<engine> args…` until it succeeds, or fails in a way `answers` takes as the answer itself
+        ("no such image"); other failures are retried (READ_ATTEMPTS tries, 0.5 s and 1 s apart), then raised."""
+        why = ""
+        for attempt in range(READ_ATTEMPTS):
+            if attempt:
+                time.sleep(0.5 * attempt)
+            done = self.run(args, what=what, check=False, echo=False)
+            if done.returncode == 0 or answers(done):
+                return done
+            why = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+        raise CloudError(
+            f"local cloud: {what} failed {READ_ATTEMPTS} times: {why}",
+            hint=f"check that `{self.name} info` works, then run the command again",
+        )
 
 
 def engine_call(

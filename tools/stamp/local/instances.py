@@ -243,11 +243,12 @@ def _ssh_port(engine: Engine, container_id: str) -> int:
 
 
 def _running(engine: Engine, container_id: str) -> bool:
-    done = engine.run(
+    """Whether the container runs; only the engine's own "no such container" means it is gone (a busy engine's
+    failure is retried, not taken for a stopped instance)."""
+    done = engine.read(
         ["container", "inspect", "--format", "{{.State.Running}}", container_id],
-        what="container state",
-        check=False,
-        echo=False,
+        what=f"reading the state of container {container_id[:12]}",
+        answers=lambda failed: "no such container" in failed.stderr.lower(),
     )
     return done.returncode == 0 and done.stdout.strip() == "true"
 
