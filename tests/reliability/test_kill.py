@@ -497,11 +497,19 @@ class CommittingTarget(Ec2Target):
         return 0.0
 
 
-def test_a_stop_that_ends_packer_after_its_manifest_keeps_the_amis_committed_for_a_rerun(
-    fake_build: tuple[Catalog, Target, FakePacker], tmp_path: Path
-) -> None:
+@pytest.fixture
+def committing_build(
+    fake_build: tuple[Catalog, Target, FakePacker],
+) -> tuple[Catalog, CommittingTarget, FakePacker]:
+    """`fake_build` on a target that records what a finished build commits."""
     catalog, _target, fake = fake_build
-    target = CommittingTarget(fake.cloud)
+    return catalog, CommittingTarget(fake.cloud), fake
+
+
+def test_a_stop_that_ends_packer_after_its_manifest_keeps_the_amis_committed_for_a_rerun(
+    committing_build: tuple[Catalog, CommittingTarget, FakePacker], tmp_path: Path
+) -> None:
+    catalog, target, fake = committing_build
     # The SIGTERM reached Packer as it was exiting: it had written its manifest, then died of the signal.
     fake.fail_on_exit = BuildError("packer build of image 'base' failed (exit 1): interrupted")
     fake.stop_on_exit = True
@@ -517,10 +525,9 @@ def test_a_stop_that_ends_packer_after_its_manifest_keeps_the_amis_committed_for
 
 
 def test_a_packer_failure_with_no_stop_commits_nothing_even_with_a_manifest(
-    fake_build: tuple[Catalog, Target, FakePacker], tmp_path: Path
+    committing_build: tuple[Catalog, CommittingTarget, FakePacker], tmp_path: Path
 ) -> None:
-    catalog, _target, fake = fake_build
-    target = CommittingTarget(fake.cloud)
+    catalog, target, fake = committing_build
     fake.fail_on_exit = BuildError("packer build of image 'base' failed (exit 1): a post-processor failed")
     with pytest.raises(BuildError, match="a post-processor failed") as failed:
         build_image(catalog, "base", target, build_root=tmp_path / "build")
