@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -22,6 +23,15 @@ from stamp.hosts.local import LocalTarget
 from stamp.hosts.target import target_for
 
 REPO = Path(__file__).resolve().parent.parent
+# The vendor images moto holds in every region: one, of another account. moto's own list has about 1,300 per region
+# (most of them ECS-optimized), which it builds again, each with a volume and a snapshot, in every region and account
+# a call reaches after every reset: that was a fifth of the suite's CPU time.
+MOTO_AMIS = REPO / "tests" / "fixtures" / "moto-amis.json"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # moto reads it once, when its EC2 models are first imported: before collection imports any test module.
+    os.environ["MOTO_AMIS_PATH"] = str(MOTO_AMIS)
 
 
 @dataclass(frozen=True)
@@ -91,10 +101,10 @@ MakeAmi = Callable[..., str]
 
 @pytest.fixture
 def make_ami(aws: AwsCloud) -> MakeAmi:
-    """Creates an AMI the way a build does: an instance from one of moto's seeded images, then CreateImage."""
+    """Creates an AMI the way a build does: an instance from the vendor image moto holds (MOTO_AMIS), then
+    CreateImage."""
     from moto.ec2.models.amis import AMIS
 
-    # moto seeds the same list of vendor images in every region; listing them all over HTTP is slow.
     source = str(AMIS[0]["ami_id"])
 
     def make(region: str = "us-east-1", name: str = "web-1", tags: dict[str, str] | None = None) -> str:

@@ -103,7 +103,7 @@ def test_record_refuses_an_ami_owned_by_another_account(
     from moto.ec2.models.amis import AMIS
 
     path, _ = _published(tmp_path, aws, make_ami, {1: "current"})
-    vendor = {region: str(AMIS[0]["ami_id"]) for region in REGIONS}  # moto's seeded images belong to vendors
+    vendor = {region: str(AMIS[0]["ami_id"]) for region in REGIONS}  # moto's vendor image (conftest.MOTO_AMIS)
     assert _refused(path, _result(vendor), scoreboard)
     assert f"{vendor['us-east-1']} in us-east-1: is owned by account" in capsys.readouterr().err
     assert _statuses(path, "web") == [(1, "current")]
