@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from conftest import MakeAmi
 from stamp.cloud.aws import AwsCloud
-from stamp.commands.verify import launched, pytest_args, read_junit
+from stamp.commands.verify import PYTEST_ENV, launched, pytest_args, read_junit
 from stamp.errors import VerifyError
 from stamp.hosts.base import Host
 from stamp.hosts.ec2 import AwsLauncher
@@ -46,6 +48,28 @@ def test_pytest_args_point_testinfra_at_the_host_over_ssh(tmp_path: Path) -> Non
     assert f"--ssh-config={tmp_path / 'ssh_config'}" in args
     assert f"--junitxml={tmp_path / 'j.xml'}" in args
     assert args[args.index("-c") + 1] == "/dev/null"
+
+
+def test_image_tests_get_testinfra_and_what_their_conftest_names_not_every_installed_plugin(tmp_path: Path) -> None:
+    """verify's own command line and environment, run against this machine (`local://`) instead of over SSH:
+    hypothesis and xdist are installed here and autoload otherwise; xdist named in conftest.py is loaded."""
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    (tests / "conftest.py").write_text('pytest_plugins = ["xdist.plugin"]\n')
+    (tests / "test_plugins.py").write_text(
+        "def test_plugins(host, request):\n"
+        "    plugins = request.config.pluginmanager\n"
+        "    assert host.backend.NAME == 'local'\n"
+        "    assert plugins.has_plugin('xdist.plugin')\n"
+        "    assert not plugins.has_plugin('hypothesispytest') and not plugins.has_plugin('xdist')\n"
+    )
+    junit = tmp_path / "junit.xml"
+    args = pytest_args(tests, Host("i-1", "127.0.0.1", 22, "admin"), ssh_config=tmp_path / "ssh", junit=junit)
+    args = [("--hosts=local://" if a.startswith("--hosts=") else a) for a in args if not a.startswith("--ssh-config")]
+    done = subprocess.run(args, env={**os.environ, **PYTEST_ENV}, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = read_junit(junit)
+    assert (report.total, report.failed) == (1, ())
 
 
 def test_aws_launcher_runs_tags_and_cleans_up_against_moto(aws: AwsCloud, make_ami: MakeAmi, tmp_path: Path) -> None:

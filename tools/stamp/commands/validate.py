@@ -16,6 +16,7 @@ from stamp.catalog import yamlsafe
 from stamp.catalog.file_reading import read_text
 from stamp.catalog.load import Catalog
 from stamp.commands.common import catalog_of
+from stamp.commands.verify import PYTEST_ENV, PYTEST_PLUGINS
 from stamp.drivers import packer, proc
 from stamp.drivers.hcl import HCL_FILE, PLACEHOLDER_AMI, render_image, write_render
 from stamp.errors import (
@@ -110,11 +111,9 @@ SKIPPED_FOLDERS = ("*.egg", ".*", "_darcs", "build", "CVS", "dist", "node_module
 COLLECT_TIMEOUT = 60.0
 # pytest's exit code when it found nothing to collect (pytest.ExitCode.NO_TESTS_COLLECTED).
 NO_TESTS_COLLECTED = 5
-# Only testinfra's plugin is loaded (`-p testinfra.plugin`): autoloading every installed plugin costs more than the
-# collection itself (hypothesis's alone, in a development environment), and what fails collection is the tests'
-# own code. Nothing is written into the tests folder (no cache, no bytecode), and the tests' module-level code
-# sees the same stand-in credentials as Packer.
-COLLECT_ENV = {**VALIDATE_ENV, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+# With the plugins `stamp verify` loads (testinfra's alone). Nothing is written into the tests folder (no cache, no
+# bytecode), and the tests' module-level code sees the same stand-in credentials as Packer.
+COLLECT_ENV = {**VALIDATE_ENV, **PYTEST_ENV, "PYTHONDONTWRITEBYTECODE": "1"}
 # In pytest's report of a collection error: a traceback entry (`path:line: in function`), the header of one error.
 _LOCATION = re.compile(r"^(?P<path>[^\s:\x00][^:\x00]*):(?P<line>\d+): in \S")
 _ERROR_HEADER = re.compile(r"^_+ ERROR collecting (?P<path>.+?) _+$")
@@ -196,7 +195,7 @@ def _collection_problems(folder: Path, broken: set[Path]) -> list[str]:
     shown = _display(folder)
     # As `stamp verify` runs them (commands/verify.py, pytest_args), minus the hosts: testinfra's `host` fixture
     # is resolved only when a test runs.
-    args = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-p", "testinfra.plugin"]
+    args = [sys.executable, "-m", "pytest", "--collect-only", "-q", *PYTEST_PLUGINS, "-p", "no:cacheprovider"]
     args += ["-c", os.devnull, f"--rootdir={folder}", "--color=no", str(folder)]
     try:
         done = proc.run(args, env=COLLECT_ENV, check=False, timeout=COLLECT_TIMEOUT)

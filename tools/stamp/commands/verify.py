@@ -28,6 +28,14 @@ if TYPE_CHECKING:
     from stamp.hosts.base import Target
 
 
+# Image tests run with testinfra's plugin alone (`-p testinfra.plugin`), not every plugin installed beside stamp:
+# what a verification checks must not change with the environment (a reordering or rerunning plugin), and
+# autoloading them all cost more than a small image's tests (0.65 s a run where hypothesis is installed). A tests
+# folder that wants another plugin names it in its conftest.py (`pytest_plugins`). docs/catalog.md, `tests`.
+PYTEST_ENV = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+PYTEST_PLUGINS = ("-p", "testinfra.plugin")
+
+
 @dataclass(frozen=True)
 class TestReport:
     total: int
@@ -55,6 +63,7 @@ def pytest_args(tests_dir: Path, host: Host, *, ssh_config: Path, junit: Path) -
         f"--hosts=ssh://{host.ssh_user}@{host.ssh_host}:{host.ssh_port}",
         f"--ssh-config={ssh_config}",
         f"--junitxml={junit}",
+        *PYTEST_PLUGINS,
         "-p",
         "no:cacheprovider",
         # The image's tests are not the project's: don't pick up its pytest configuration or rootdir.
@@ -178,6 +187,7 @@ def verify_ami(
                 proc.run_logged(
                     pytest_args(tests_dir, hosts[0], ssh_config=launcher.ssh_config, junit=junit),
                     log=log,
+                    env=PYTEST_ENV,
                     prefix=f"[{image} verify] ",
                     check=False,
                     on_line=lambda line: step.update(line.strip()[:60]) if line.strip() else None,
