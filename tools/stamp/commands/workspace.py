@@ -46,13 +46,19 @@ def make_workspace(source: Path, workspace: Path) -> str:
         git("add", "-A")
         git(*AUTHOR, "commit", "-q", "-m", f"stamp workspace: a copy of {source.name}{_at(source)}")
         return git("rev-parse", "HEAD")
-    except (OSError, ProcessError):
+    except (OSError, ProcessError) as exc:
         if made:
             shutil.rmtree(workspace, ignore_errors=True)
         else:
             for child in workspace.iterdir():
                 shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
-        raise
+        if isinstance(exc, ProcessError):
+            raise
+        raise StampError(
+            f"cannot make the workspace {workspace}: {exc.strerror or exc}"
+            + (f" ({exc.filename})" if exc.filename else ""),
+            hint=f"nothing was left in {workspace}; make room or name a folder elsewhere, then run it again",
+        ) from None
 
 
 def _at(source: Path) -> str:
@@ -65,7 +71,13 @@ def _at(source: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    source = Path(args.catalog).resolve().parent
+    catalog = Path(args.catalog)
+    if not catalog.is_file():
+        raise StampError(
+            f"no catalog at {catalog.absolute()}: a workspace is a copy of a stamp repository",
+            hint="run it in the repository (the folder of catalog.yaml), or pass --catalog PATH",
+        )
+    source = catalog.resolve().parent
     workspace = Path(args.dir)
     commit = make_workspace(source, workspace)
     say(f"workspace {workspace}: a copy of {source} with its own git history (commit {commit[:12]})")
