@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import subprocess
+import sys
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -59,6 +63,37 @@ def moto_server() -> Iterator[MotoEndpoint]:
         yield MotoEndpoint(url=f"http://{host}:{port}")
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def stamp_moto(folder: Path, *flags: str) -> Iterator[str]:
+    """stamp's own moto server (`python -m stamp.local.motoserver`, as `stamp local up` starts it, with no vendor
+    images) on a free port; its URL."""
+    amis = folder / "amis.json"
+    amis.write_text("[]")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "stamp.local.motoserver", "--port", str(port), *flags],
+        env={**os.environ, "MOTO_AMIS_PATH": str(amis)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/moto-api/", timeout=1):  # noqa: S310 - our own server
+                    break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "moto did not start"
+                time.sleep(0.2)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 @pytest.fixture

@@ -5,13 +5,7 @@ as each service does. Running the pipeline under the roles is tests/e2e/test_iam
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +14,7 @@ import boto3
 import botocore.exceptions
 import pytest
 
+from conftest import stamp_moto
 from stamp.cli import main
 from stamp.cloud.aws import AwsCloud
 from stamp.commands import iam
@@ -198,32 +193,8 @@ def test_the_signing_key_is_read_from_the_authorization_header() -> None:
 @pytest.fixture(scope="module")
 def enforcing_moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """stamp's moto server with IAM enforced, as `STAMP_LOCAL_IAM=enforce stamp local up` starts it."""
-    amis = tmp_path_factory.mktemp("amis") / "amis.json"
-    amis.write_text("[]")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {**os.environ, "MOTO_AMIS_PATH": str(amis)}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "stamp.local.motoserver", "--port", str(port), "--enforce-iam"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/moto-api/", timeout=1):  # noqa: S310 - our own server
-                    break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, "moto did not start"
-                time.sleep(0.2)
+    with stamp_moto(tmp_path_factory.mktemp("amis"), "--enforce-iam") as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def _client(url: str, service: str, keys: tuple[str, str]) -> Any:

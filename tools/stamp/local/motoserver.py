@@ -47,6 +47,33 @@ def patch_root_device_type() -> None:
     AmiBackend.copy_image = copy_ebs_image  # type: ignore[method-assign]
 
 
+def patch_per_request_costs() -> None:
+    """Make two of moto 5.2's costs constant: one grew with everything a local cloud keeps, one is paid per request.
+
+    - One EC2 resource's tags: moto scans every tag in the region, matching a pattern against each, and again for
+      each tag filter; DescribeImages and DescribeInstances slowed as builds piled up. They are read from the
+      resource's own entry instead, in the same order and form.
+    - Which service a request is for: moto lists its own package folder (about 200 `isdir` calls) every time. The
+      list is taken once; it cannot change while the server runs.
+    """
+    from moto import backends
+    from moto.ec2.models.core import TaggedEC2Resource
+    from moto.ec2.utils import EC2_PREFIX_TO_RESOURCE, get_prefix
+
+    def own_tags(self: Any) -> list[dict[str, str]]:
+        resource_id = getattr(self, "id", None)
+        if not resource_id:
+            return []
+        kind = EC2_PREFIX_TO_RESOURCE.get(get_prefix(resource_id), "")
+        # .get: moto's tag store is a defaultdict, and reading must not add an entry to it.
+        tags = dict(self.ec2_backend.tags.get(resource_id) or {})
+        return [{"resource_id": resource_id, "key": k, "value": v, "resource_type": kind} for k, v in tags.items()]
+
+    modules = tuple(backends.list_of_moto_modules())
+    TaggedEC2Resource.get_tags = own_tags  # type: ignore[method-assign]
+    backends.list_of_moto_modules = lambda: modules
+
+
 def signing_key(headers: Any) -> str:
     """The access key a SigV4 `Authorization` header names (`Credential=KEY/date/region/service/…`), or ""."""
     authorization = str(headers.get("Authorization") or "")
@@ -171,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     from werkzeug.serving import run_simple
 
     patch_root_device_type()
+    patch_per_request_costs()
     if args.enforce_iam:
         enforce_iam()
     os.environ.setdefault("MOTO_PORT", str(args.port))
