@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -94,6 +95,17 @@ def stamp_moto(folder: Path, *flags: str) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """SIGINT as a terminal's Ctrl-C reaches Python: KeyboardInterrupt. A shell starts a background job (`make test
+    &`) with SIGINT ignored, and Python then keeps ignoring it; tests of Ctrl-C need it delivered wherever they run."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 @pytest.fixture
@@ -251,7 +263,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    # Under pytest-xdist (`make test` runs two workers) each worker hands its counts to the controller, whose
+    # Under pytest-xdist (`make test` runs three workers) each worker hands its counts to the controller, whose
     # pytest_testnodedown adds them up for the table.
     worker_output = getattr(session.config, "workeroutput", None)
     if worker_output is not None:

@@ -280,6 +280,7 @@ def _stop_like_packer(vars: Mapping[str, str]) -> None:
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["Ctrl-C", "SIGTERM"])
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_an_interrupted_build_says_so_and_which_command_resumes_it(
     stand_in: StandIn, capsys: pytest.CaptureFixture[str], sig: signal.Signals, code: int
 ) -> None:
@@ -299,6 +300,7 @@ def test_an_interrupted_build_says_so_and_which_command_resumes_it(
     ], err
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_an_interrupted_release_suggests_each_phase_left_and_the_images_not_started(
     stand_in: StandIn, capsys: pytest.CaptureFixture[str]
 ) -> None:

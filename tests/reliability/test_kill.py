@@ -548,6 +548,7 @@ def test_a_stopped_process_starts_no_build(fake_build: tuple[Catalog, Target, Fa
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_a_signal_in_the_main_thread_stops_the_build_threads_and_waits_for_them(
     fake_build: tuple[Catalog, Target, FakePacker], sig: signal.Signals
 ) -> None:
