@@ -176,7 +176,6 @@ RUN_FIRST = (
     "tests/e2e/test_pipeline.py",
     "tests/test_local_cloud_cli.py",
     "tests/reliability/test_kill.py",
-    "tests/e2e/test_inventory_e2e.py",
     "tests/e2e/test_updates_e2e.py",
 )
 

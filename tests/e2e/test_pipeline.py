@@ -1,4 +1,6 @@
-"""The Stamp pattern end to end on the local cloud: real Packer, real moto over HTTP, real containers, testinfra."""
+"""The Stamp pattern end to end on the local cloud: real Packer, real moto over HTTP, real containers, testinfra;
+and what is inside a real image (docs/inventory.md): the inventory and the CycloneDX SBOM verification writes, and
+`stamp notes` between two recorded releases."""
 
 from __future__ import annotations
 
@@ -10,9 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
 
 from conftest import local_target
 from stamp import local
+from stamp.catalog import inventory as inv
 from stamp.catalog.load import load_catalog
 from stamp.cli import main
 from stamp.cloud.aws import AwsCloud
@@ -274,3 +279,42 @@ def test_a_build_from_uncommitted_changes_is_dirty_and_recorded_flagged_locally(
     current = load_catalog(pipeline.catalog_path).current_release("web")
     assert current is not None and current.dirty
     assert "      dirty: true\n" in pipeline.catalog_path.read_text()
+
+
+# -- what is inside the image (docs/inventory.md) ------------------------------------------------------------------
+
+
+def test_verify_writes_the_inventory_and_the_sbom_and_notes_compare_two_releases(
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A second release of base, built, verified (and so inventoried) and recorded as the release did the first."""
+    build = pipeline.workspace / "build" / "base"
+    assert _stamp(pipeline, "build", "base") == 0
+    assert _stamp(pipeline, "verify", "base") == 0
+    assert _stamp(pipeline, "record", "base") == 0
+    result = json.loads((build / "result.json").read_text())
+    found = inv.read_inventory(build / "packages.json")
+    assert found.build_id == result["build_id"] and found.packager == "dpkg" and found.kernel
+    assert found.os.id == "debian"
+    openssh = [p for p in found.packages if p.name == "openssh-server"]
+    assert len(openssh) == 1 and openssh[0].source == "openssh"
+    assert found.sources and all(s.type in ("deb", "deb-src") for s in found.sources)
+    assert found.changelogs  # read on the instance: /usr/share/doc/*/changelog.Debian.gz
+    assert (build / "inventory" / f"{result['build_id']}.json").is_file()
+
+    sbom = (build / "sbom.cdx.json").read_text()
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(sbom) is None
+    document = json.loads(sbom)
+    properties = {p["name"]: p["value"] for p in document["metadata"]["properties"]}
+    assert {properties[f"stamp:ami:{region}"] for region in result["amis"]} == set(result["amis"].values())
+    assert properties["stamp:build-id"] == result["build_id"]
+    assert any(c["purl"].startswith("pkg:deb/debian/openssh-server@") for c in document["components"])
+
+    capsys.readouterr()
+    assert _stamp(pipeline, "notes", "base", "--format", "json") == 0
+    notes = json.loads(capsys.readouterr().out)
+    current = load_catalog(pipeline.catalog_path).current_release("base")
+    assert current is not None and (notes["version"], notes["previous"]) == (current.version, current.version - 1)
+    # Built twice from the same inputs minutes apart: the same packages.
+    assert notes["upgraded"] == notes["downgraded"] == notes["added"] == notes["removed"] == []
+    assert notes["kernel"] == {"from": found.kernel, "to": found.kernel}
