@@ -50,7 +50,7 @@ def test_pytest_args_point_testinfra_at_the_host_over_ssh(tmp_path: Path) -> Non
     assert args[args.index("-c") + 1] == "/dev/null"
 
 
-def test_image_tests_get_testinfra_and_what_their_conftest_names_not_every_installed_plugin(tmp_path: Path) -> None:
+def test_image_tests_get_testinfra_and_what_their_conftest_names_and_leave_no_bytecode(tmp_path: Path) -> None:
     """verify's own command line and environment, run against this machine (`local://`) instead of over SSH:
     hypothesis and xdist are installed here and autoload otherwise; xdist named in conftest.py is loaded."""
     tests = tmp_path / "tests"
@@ -66,10 +66,13 @@ def test_image_tests_get_testinfra_and_what_their_conftest_names_not_every_insta
     junit = tmp_path / "junit.xml"
     args = pytest_args(tests, Host("i-1", "127.0.0.1", 22, "admin"), ssh_config=tmp_path / "ssh", junit=junit)
     args = [("--hosts=local://" if a.startswith("--hosts=") else a) for a in args if not a.startswith("--ssh-config")]
-    done = subprocess.run(args, env={**os.environ, **PYTEST_ENV}, capture_output=True, text=True, check=False)
+    # As on a machine where Python writes bytecode: none may land in the image's tests folder.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"} | PYTEST_ENV
+    done = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     report = read_junit(junit)
     assert (report.total, report.failed) == (1, ())
+    assert sorted(p.name for p in tests.iterdir()) == ["conftest.py", "test_plugins.py"]
 
 
 def test_aws_launcher_runs_tags_and_cleans_up_against_moto(aws: AwsCloud, make_ami: MakeAmi, tmp_path: Path) -> None:

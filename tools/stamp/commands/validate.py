@@ -111,9 +111,9 @@ SKIPPED_FOLDERS = ("*.egg", ".*", "_darcs", "build", "CVS", "dist", "node_module
 COLLECT_TIMEOUT = 60.0
 # pytest's exit code when it found nothing to collect (pytest.ExitCode.NO_TESTS_COLLECTED).
 NO_TESTS_COLLECTED = 5
-# With the plugins `stamp verify` loads (testinfra's alone). Nothing is written into the tests folder (no cache, no
-# bytecode), and the tests' module-level code sees the same stand-in credentials as Packer.
-COLLECT_ENV = {**VALIDATE_ENV, **PYTEST_ENV, "PYTHONDONTWRITEBYTECODE": "1"}
+# As `stamp verify` runs them: testinfra's plugin alone, nothing written into the tests folder. The tests'
+# module-level code sees the same stand-in credentials as Packer.
+COLLECT_ENV = {**VALIDATE_ENV, **PYTEST_ENV}
 # In pytest's report of a collection error: a traceback entry (`path:line: in function`), the header of one error.
 _LOCATION = re.compile(r"^(?P<path>[^\s:\x00][^:\x00]*):(?P<line>\d+): in \S")
 _ERROR_HEADER = re.compile(r"^_+ ERROR collecting (?P<path>.+?) _+$")

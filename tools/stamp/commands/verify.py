@@ -32,7 +32,9 @@ if TYPE_CHECKING:
 # what a verification checks must not change with the environment (a reordering or rerunning plugin), and
 # autoloading them all cost more than a small image's tests (0.65 s a run where hypothesis is installed). A tests
 # folder that wants another plugin names it in its conftest.py (`pytest_plugins`). docs/catalog.md, `tests`.
-PYTEST_ENV = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+# Nothing is written into the tests folder, which is the image's source: no cache (`-p no:cacheprovider`) and no
+# bytecode, which `stamp plan` would otherwise see as a change to the image.
+PYTEST_ENV = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONDONTWRITEBYTECODE": "1"}
 PYTEST_PLUGINS = ("-p", "testinfra.plugin")
 
 
