@@ -14,13 +14,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import boto3
 
 from stamp.local.credentials import BUILTIN_KEYS
+from stamp.local.moto_process import moto_answers
 
 TARGET_RATIO = 0.75
 
@@ -38,14 +38,11 @@ def start(module: str, amis: Path) -> tuple[subprocess.Popen[bytes], str]:
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/moto-api/", timeout=1):  # noqa: S310 - our own server
-                return server, url
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"{module} did not start") from None
-            time.sleep(0.2)
+    while not moto_answers(url, timeout=1.0):
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"{module} did not start")
+        time.sleep(0.2)
+    return server, url
 
 
 def populate(ec2: Any, images: int) -> None:

@@ -26,6 +26,7 @@ from stamp.catalog.load import Catalog
 from stamp.cloud.aws import AwsCloud
 from stamp.hosts.local import LocalTarget
 from stamp.hosts.target import target_for
+from stamp.local.moto_process import moto_answers
 
 REPO = Path(__file__).resolve().parent.parent
 # The vendor images moto holds in every region: one, of another account. moto's own list has about 1,300 per region
@@ -84,13 +85,9 @@ def stamp_moto(folder: Path, *flags: str) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/moto-api/", timeout=1):  # noqa: S310 - our own server
-                    break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, "moto did not start"
-                time.sleep(0.2)
+        while not moto_answers(url, timeout=1.0):
+            assert server.poll() is None and time.monotonic() < deadline, "moto did not start"
+            time.sleep(0.2)
         yield url
     finally:
         server.terminate()
