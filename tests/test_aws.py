@@ -7,6 +7,7 @@ import io
 from datetime import datetime
 from typing import Any
 
+import boto3
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -60,6 +61,24 @@ def test_clients_are_built_lazily_once_per_service_and_region(moto: MotoEndpoint
     config: Any = cloud.ec2(REGION).meta.config
     assert config.retries == {"mode": "adaptive", "total_max_attempts": 10}
     assert cloud.ec2(REGION).meta.endpoint_url == moto.url
+
+
+def test_clouds_share_each_client_class_and_their_calls_stay_their_own(moto: MotoEndpoint, make_ami: MakeAmi) -> None:
+    ami = make_ami(name="shared-class-test")
+    first, second = AwsCloud(moto.url), AwsCloud(moto.url, credentials=("AKIDEXAMPLE", "secret"))
+    east, west = first.ec2(REGION), second.ec2("eu-west-1")
+    # One class, built once (botocore builds one per client otherwise), for other keys and regions too.
+    assert type(east) is type(west) is type(AwsCloud(moto.url).ec2(REGION))
+    assert type(first.s3(REGION)) is type(second.s3(REGION))
+    assert hasattr(first.s3(REGION), "upload_fileobj")  # boto3's methods, added to the class as it is built
+    # The clients themselves, and so their keys, endpoints and call counts, stay each cloud's own.
+    assert east.meta.region_name == REGION and west.meta.region_name == "eu-west-1"
+    assert second.ec2(REGION).meta.config is not east.meta.config
+    assert first.describe_image(REGION, ami) is not None
+    assert first.call_counts() == {"DescribeImages": 1} and second.call_counts() == {}
+    # A session of the caller's own may register other handlers: its classes are its own.
+    own = AwsCloud(moto.url, session=boto3.session.Session(region_name=REGION))
+    assert type(own.ec2(REGION)) is not type(east)
 
 
 def test_find_newest_image_picks_the_latest_creation_date(aws: AwsCloud, make_ami: MakeAmi) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import boto3
+import botocore.client
 import botocore.exceptions
 import botocore.loaders
 import botocore.parsers
@@ -89,11 +91,35 @@ class _SearchPaths(list[str]):
 # or per account parsed several MB of JSON each time, which was about a third of the test suite's CPU.
 _LOADER = botocore.loaders.Loader(extra_search_paths=_SearchPaths())
 
+# botocore makes every client's class anew: a method and a docstring object for each operation of the service
+# (EC2 has ~700), ~18 ms of CPU, most of what a new EC2 client costs. A publish to twenty regions built twenty
+# identical classes, and a command that reaches several accounts built them again for each. The sessions made here
+# share one loader and register the same handlers, so they share one class per service and API version: botocore's
+# own, built on first use and kept for the process. A session made elsewhere (AwsCloud's `session`) is left alone.
+_SHARED_EMITTERS: weakref.WeakSet[Any] = weakref.WeakSet()
+_CLIENT_CLASSES: dict[tuple[str, str], type] = {}
+_CLIENT_CLASSES_LOCK = threading.Lock()
+_build_client_class: Callable[[Any, str, Any], type] = botocore.client.ClientCreator._create_client_class  # type: ignore[attr-defined]
+
+
+def _shared_client_class(creator: Any, service_name: str, service_model: Any) -> type:
+    if creator._event_emitter not in _SHARED_EMITTERS:
+        return _build_client_class(creator, service_name, service_model)
+    key = (service_name, service_model.api_version)
+    with _CLIENT_CLASSES_LOCK:
+        if key not in _CLIENT_CLASSES:
+            _CLIENT_CLASSES[key] = _build_client_class(creator, service_name, service_model)
+        return _CLIENT_CLASSES[key]
+
+
+botocore.client.ClientCreator._create_client_class = _shared_client_class  # type: ignore[attr-defined]
+
 
 def _new_session(credentials: tuple[str, str] | None) -> boto3.session.Session:
     core = botocore.session.Session()
     if not os.environ.get("AWS_DATA_PATH"):  # models of one's own: botocore's loader for them, as before
         core.register_component("data_loader", _LOADER)
+        _SHARED_EMITTERS.add(core.get_component("event_emitter"))
     if credentials is None:
         return boto3.session.Session(botocore_session=core)
     return boto3.session.Session(
