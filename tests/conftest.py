@@ -6,10 +6,7 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,7 +23,7 @@ from stamp.catalog.load import Catalog
 from stamp.cloud.aws import AwsCloud
 from stamp.hosts.local import LocalTarget
 from stamp.hosts.target import target_for
-from stamp.local.moto_process import moto_answers
+from stamp.local.moto_process import start_moto, stop_pid
 
 REPO = Path(__file__).resolve().parent.parent
 # The vendor images moto holds in every region: one, of another account. moto's own list has about 1,300 per region
@@ -68,30 +65,16 @@ def moto_server() -> Iterator[MotoEndpoint]:
 
 
 @contextlib.contextmanager
-def stamp_moto(folder: Path, *flags: str) -> Iterator[str]:
-    """stamp's own moto server (`python -m stamp.local.motoserver`, as `stamp local up` starts it, with no vendor
-    images) on a free port; its URL."""
+def stamp_moto(folder: Path, *, enforce_iam: bool = False) -> Iterator[str]:
+    """stamp's own moto server, started and stopped as `stamp local up` and `down` do it (with no vendor images,
+    its log in `folder`); its URL."""
     amis = folder / "amis.json"
     amis.write_text("[]")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "stamp.local.motoserver", "--port", str(port), *flags],
-        env={**os.environ, "MOTO_AMIS_PATH": str(amis)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
+    url, pid = start_moto(folder, amis, enforce_iam=enforce_iam)
     try:
-        deadline = time.monotonic() + 30
-        while not moto_answers(url, timeout=1.0):
-            assert server.poll() is None and time.monotonic() < deadline, "moto did not start"
-            time.sleep(0.2)
         yield url
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop_pid(pid)
 
 
 @pytest.fixture

@@ -193,7 +193,7 @@ def test_the_signing_key_is_read_from_the_authorization_header() -> None:
 @pytest.fixture(scope="module")
 def enforcing_moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """stamp's moto server with IAM enforced, as `STAMP_LOCAL_IAM=enforce stamp local up` starts it."""
-    with stamp_moto(tmp_path_factory.mktemp("amis"), "--enforce-iam") as url:
+    with stamp_moto(tmp_path_factory.mktemp("amis"), enforce_iam=True) as url:
         yield url
 
 
